@@ -1,0 +1,105 @@
+#include "common/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace berth {
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+namespace {
+
+std::string Dirname(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+Status WriteAll(int fd, std::string_view data, const std::string& what) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return StatusFromErrno(errno, "write " + what);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status EnsureDir(const std::string& path, mode_t mode, bool tighten_existing) {
+  if (path.empty()) return InvalidArgument("empty directory path");
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return FailedPrecondition(path + " exists and is not a directory");
+    if (tighten_existing && (st.st_mode & 07777) != mode && ::chmod(path.c_str(), mode) != 0) {
+      return StatusFromErrno(errno, "chmod " + path);
+    }
+    return Status::Ok();
+  }
+  std::string parent = Dirname(path);
+  if (parent != path && ::access(parent.c_str(), F_OK) != 0) {
+    RETURN_IF_ERROR(EnsureDir(parent, 0711));
+  }
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return StatusFromErrno(errno, "mkdir " + path);
+  }
+  // mkdir's mode is filtered by the umask; set it exactly.
+  if (::chmod(path.c_str(), mode) != 0) return StatusFromErrno(errno, "chmod " + path);
+  return Status::Ok();
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
+  std::string dir = Dirname(path);
+  std::string tmpl = path + ".tmp-XXXXXX";
+  int raw = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (raw < 0) return StatusFromErrno(errno, "create temp file for " + path);
+  UniqueFd fd(raw);
+  auto fail = [&](Status s) {
+    ::unlink(tmpl.c_str());
+    return s;
+  };
+  if (::fchmod(fd.get(), mode) != 0) return fail(StatusFromErrno(errno, "chmod " + tmpl));
+  if (Status s = WriteAll(fd.get(), data, tmpl); !s.ok()) return fail(s);
+  if (::fsync(fd.get()) != 0) return fail(StatusFromErrno(errno, "fsync " + tmpl));
+  fd.reset();
+  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
+    return fail(StatusFromErrno(errno, "rename " + tmpl));
+  }
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dfd.valid()) return StatusFromErrno(errno, "open " + dir);
+  if (::fsync(dfd.get()) != 0) return StatusFromErrno(errno, "fsync " + dir);
+  return Status::Ok();
+}
+
+Result<std::string> ReadFile(const std::string& path, size_t max_size) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::unexpected(StatusFromErrno(errno, "open " + path));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(StatusFromErrno(errno, "read " + path));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max_size) {
+      return std::unexpected(
+          Status(Code::kResourceExhausted, path + " is larger than " + std::to_string(max_size)));
+    }
+  }
+  return out;
+}
+
+}  // namespace berth

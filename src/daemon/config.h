@@ -1,0 +1,36 @@
+// berthd's configuration: /etc/berth/config.toml (a missing file means defaults), then flags.
+//
+//   version = 1
+//   root  = "/var/lib/berth"      # persistent data (0700)
+//   state = "/run/berth"          # runtime state (0700)
+//   [grpc]
+//   address = "/run/berth/berthd.sock"
+//   max_recv_message_size = 16777216
+//   max_send_message_size = 16777216
+//   [debug]
+//   level = "info"
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+
+namespace berth::daemon {
+
+struct Config {
+  std::string root = "/var/lib/berth";
+  std::string state = "/run/berth";
+  std::string address = "/run/berth/berthd.sock";
+  std::string log_level = "info";
+  // The Go client sends up to 16 MiB; accept as much in both directions.
+  int max_recv_message_size = 16 << 20;
+  int max_send_message_size = 16 << 20;
+};
+
+inline constexpr char kDefaultConfigPath[] = "/etc/berth/config.toml";
+
+// Reads `path` over the defaults. A missing file is not an error; a file that does not parse,
+// an unknown key or a value of the wrong type is InvalidArgument naming the file and line.
+Result<Config> LoadConfig(const std::string& path);
+
+}  // namespace berth::daemon

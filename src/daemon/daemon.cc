@@ -1,0 +1,128 @@
+#include "daemon/daemon.h"
+
+#include <grpcpp/health_check_service_interface.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/fs.h"
+#include "common/log.h"
+#include "daemon/plugins.h"
+#include "services/basic_services.h"
+
+#ifndef BERTH_VERSION
+#define BERTH_VERSION "unknown"
+#endif
+#ifndef BERTH_REVISION
+#define BERTH_REVISION "unknown"
+#endif
+
+namespace berth::daemon {
+namespace {
+
+std::string NewUuid() {
+  uuid_t u;
+  uuid_generate_random(u);
+  char out[37];
+  uuid_unparse_lower(u, out);
+  return out;
+}
+
+std::string Dirname(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  return pos == 0 ? "/" : path.substr(0, pos);
+}
+
+}  // namespace
+
+Status ClaimSocket(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return InvalidArgument("socket path " + path + " is longer than " +
+                           std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
+  }
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return StatusFromErrno(errno, "stat " + path);
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return FailedPrecondition(path + " exists and is not a socket; refusing to replace it");
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return StatusFromErrno(errno, "socket");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    return FailedPrecondition("another daemon is already serving on " + path +
+                              "; stop it first or choose another --address");
+  }
+  if (errno != ECONNREFUSED && errno != ENOENT) {
+    return StatusFromErrno(errno, "probe existing socket " + path);
+  }
+  spdlog::info("removing stale socket {}", path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return StatusFromErrno(errno, "remove stale socket " + path);
+  }
+  return Status::Ok();
+}
+
+Daemon::~Daemon() { Stop(std::chrono::milliseconds(0)); }
+
+Status Daemon::Start() {
+  RETURN_IF_ERROR(EnsureDir(cfg_.root, 0700, /*tighten_existing=*/true));
+  RETURN_IF_ERROR(EnsureDir(cfg_.state, 0700, /*tighten_existing=*/true));
+  RETURN_IF_ERROR(EnsureDir(Dirname(cfg_.address), 0700));
+  RETURN_IF_ERROR(ClaimSocket(cfg_.address));
+
+  auto db = metadata::Db::Open(cfg_.root + "/meta.db");
+  if (!db) return db.error();
+  db_ = std::move(*db);
+  auto uuid = db_->GetOrSetSetting("server_uuid", NewUuid());
+  if (!uuid) return uuid.error().Wrap("server uuid");
+  namespaces_ = std::make_unique<metadata::NamespaceStore>(*db_);
+  exchange_ = std::make_unique<events::Exchange>();
+
+  services_.push_back(std::make_unique<services::VersionService>(
+      std::string(BERTH_VERSION), std::string(BERTH_REVISION)));
+  services_.push_back(
+      std::make_unique<services::IntrospectionService>(ProvidedPlugins(), *uuid));
+  services_.push_back(std::make_unique<services::NamespacesService>(*namespaces_, *exchange_));
+  services_.push_back(std::make_unique<services::EventsService>(*exchange_));
+
+  // grpc.health.v1.Health answers SERVING for "" (clients' IsServing()).
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + cfg_.address, grpc::InsecureServerCredentials());
+  builder.SetMaxReceiveMessageSize(cfg_.max_recv_message_size);
+  builder.SetMaxSendMessageSize(cfg_.max_send_message_size);
+  for (auto& s : services_) builder.RegisterService(s.get());
+  server_ = builder.BuildAndStart();
+  if (!server_) return Unavailable("cannot listen on " + cfg_.address);
+  if (::chmod(cfg_.address.c_str(), 0660) != 0) {
+    return StatusFromErrno(errno, "chmod " + cfg_.address);
+  }
+  spdlog::info("berthd {} serving on {} (root {}, state {})", BERTH_VERSION, cfg_.address,
+               cfg_.root, cfg_.state);
+  return Status::Ok();
+}
+
+void Daemon::Stop(std::chrono::milliseconds grace) {
+  if (stopped_ || !server_) return;
+  stopped_ = true;
+  spdlog::info("stopping: letting in-flight calls finish");
+  // Streams (events subscribers) would otherwise hold Shutdown for the whole grace period.
+  exchange_->CloseAll();
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Wait();
+  ::unlink(cfg_.address.c_str());
+  spdlog::info("stopped");
+}
+
+}  // namespace berth::daemon

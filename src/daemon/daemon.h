@@ -1,0 +1,48 @@
+// berthd's wiring: directories, the metadata store, the services, the gRPC server on a Unix
+// socket, and an orderly stop. Only this component knows every implementation.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/service_type.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "daemon/config.h"
+#include "events/exchange.h"
+#include "metadata/db.h"
+#include "metadata/namespaces.h"
+
+namespace berth::daemon {
+
+class Daemon {
+ public:
+  explicit Daemon(Config cfg) : cfg_(std::move(cfg)) {}
+  ~Daemon();
+
+  // Prepares directories and the store, claims the socket and starts serving.
+  // FailedPrecondition when another daemon already answers on the socket.
+  Status Start();
+  // Lets in-flight calls finish (up to `grace`), ends streams, removes the socket.
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+  const Config& config() const { return cfg_; }
+
+ private:
+  Config cfg_;
+  std::unique_ptr<metadata::Db> db_;
+  std::unique_ptr<metadata::NamespaceStore> namespaces_;
+  std::unique_ptr<events::Exchange> exchange_;
+  std::vector<std::unique_ptr<grpc::Service>> services_;
+  std::unique_ptr<grpc::Server> server_;
+  bool stopped_ = false;
+};
+
+// Makes `path` available for a new listener: a socket nobody answers on is removed (stale,
+// from a crash); one that answers is FailedPrecondition; anything that is not a socket is left
+// alone and refused.
+Status ClaimSocket(const std::string& path);
+
+}  // namespace berth::daemon

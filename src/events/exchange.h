@@ -1,0 +1,84 @@
+// The events exchange: every service publishes here, subscribers (the Events service, later
+// the CRI) receive what matches their filters. In-process, best effort, ordered per
+// subscriber. A subscriber that falls kMaxQueued events behind is dropped rather than let the
+// daemon's memory grow without bound (reliability anchor T43).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/filters.h"
+#include "common/status.h"
+
+namespace berth::events {
+
+struct Envelope {
+  int64_t timestamp_ns = 0;  // set by Publish when 0
+  std::string ns;
+  std::string topic;
+  std::string type_url;  // Any.type_url, Go typeurl style: "containerd.events.TaskExit"
+  std::string payload;   // Any.value
+  // Field lookup into the decoded payload for `event.<field>` filters; may be empty.
+  filters::Adaptor event_fields;
+};
+
+// Matches `namespace`, `topic` and `event.*` fieldpaths, as containerd's envelope adaptor.
+std::optional<std::string> EnvelopeField(const Envelope& env,
+                                         std::span<const std::string> fieldpath);
+
+// Topic rules of containerd's events.Validate: non-empty, starts with '/', every component an
+// identifier.
+Status ValidateTopic(const std::string& topic);
+
+class Subscription {
+ public:
+  static constexpr size_t kMaxQueued = 8192;
+
+  // Waits up to `timeout` for the next event. Returns nullopt on timeout. An error means the
+  // subscription ended (closed, or dropped for falling behind).
+  Result<std::optional<Envelope>> Next(std::chrono::milliseconds timeout);
+
+ private:
+  friend class Exchange;
+  explicit Subscription(filters::Filter filter) : filter_(std::move(filter)) {}
+  void Deliver(const Envelope& env);
+  void Close(Status why);
+
+  filters::Filter filter_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Envelope> queue_;  // GUARDED_BY(mu_)
+  Status closed_;               // GUARDED_BY(mu_); OK while open
+  bool done_ = false;           // GUARDED_BY(mu_)
+};
+
+class Exchange {
+ public:
+  ~Exchange();
+
+  // Validates namespace and topic, stamps the time, delivers to matching subscribers.
+  Status Publish(Envelope env);
+  // Re-broadcasts a complete envelope (from a shim); validates the same fields.
+  Status Forward(Envelope env);
+
+  // The subscription stays registered until Unsubscribe (or the exchange dies).
+  std::shared_ptr<Subscription> Subscribe(filters::Filter filter);
+  void Unsubscribe(const std::shared_ptr<Subscription>& sub);
+
+  // Ends every subscription (their Next returns Unavailable); used when the daemon stops.
+  void CloseAll();
+
+ private:
+  std::mutex mu_;
+  std::list<std::shared_ptr<Subscription>> subs_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace berth::events

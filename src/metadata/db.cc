@@ -1,0 +1,269 @@
+#include "metadata/db.h"
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+
+namespace berth::metadata {
+namespace {
+
+// Forward-only migrations; index i moves the schema from version i to i+1. Never edit a
+// released step: add a new one.
+const char* const kMigrations[] = {
+    // 1: settings and namespaces. Later components (images, containers, content, leases,
+    // snapshots) add their own tables, each keyed by namespace.
+    R"sql(
+CREATE TABLE settings (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE namespaces (
+  name       TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL          -- unix nanoseconds
+) WITHOUT ROWID;
+CREATE TABLE namespace_labels (
+  namespace TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+  key       TEXT NOT NULL,
+  value     TEXT NOT NULL,
+  PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+)sql",
+};
+
+Status SqliteError(sqlite3* db, int rc, std::string_view what) {
+  std::string msg = std::string(what) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_FULL: return Status(Code::kResourceExhausted, msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return Status(Code::kDataLoss, msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return Status(Code::kUnavailable, msg);
+    case SQLITE_CONSTRAINT: return Status(Code::kAlreadyExists, msg);
+    default: return Status(Code::kInternal, msg);
+  }
+}
+
+Status ExecRaw(sqlite3* db, std::string_view sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, std::string(sql).c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    Status s = SqliteError(nullptr, rc, "sqlite");
+    return Status(s.code(), "sqlite: " + msg);
+  }
+  return Status::Ok();
+}
+
+Result<sqlite3*> OpenConnection(const std::string& path, bool create) {
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    Status s = SqliteError(db, rc, "open " + path);
+    sqlite3_close(db);
+    return std::unexpected(s);
+  }
+  sqlite3_extended_result_codes(db, 1);
+  // Another process (a second berthd that lost the socket race) must never interleave writes:
+  // the daemon's socket check prevents it; busy_timeout only smooths WAL checkpoints.
+  sqlite3_busy_timeout(db, 5000);
+  Status s = ExecRaw(db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                     "PRAGMA foreign_keys=ON;");
+  if (!s.ok()) {
+    sqlite3_close(db);
+    return std::unexpected(s.Wrap("configure " + path));
+  }
+  return db;
+}
+
+// Runs fn in a transaction on `db`; commits on OK, rolls back otherwise.
+Status RunTx(sqlite3* db, bool writable, const std::function<Status(Tx&)>& fn) {
+  RETURN_IF_ERROR(ExecRaw(db, writable ? "BEGIN IMMEDIATE" : "BEGIN"));
+  Tx tx(db, writable);
+  Status s;
+  try {
+    s = fn(tx);
+  } catch (const std::exception& e) {
+    s = Internal(std::string("metadata transaction: ") + e.what());
+  }
+  if (!s.ok()) {
+    (void)ExecRaw(db, "ROLLBACK");
+    return s;
+  }
+  if (Status c = ExecRaw(db, "COMMIT"); !c.ok()) {
+    (void)ExecRaw(db, "ROLLBACK");
+    return c.Wrap("commit");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Stmt::~Stmt() {
+  if (stmt_) sqlite3_finalize(stmt_);
+}
+
+Stmt& Stmt::Bind(int i, std::string_view text) {
+  sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::Bind(int i, int64_t value) {
+  sqlite3_bind_int64(stmt_, i, value);
+  return *this;
+}
+Stmt& Stmt::BindBlob(int i, std::string_view bytes) {
+  sqlite3_bind_blob(stmt_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::BindNull(int i) {
+  sqlite3_bind_null(stmt_, i);
+  return *this;
+}
+
+Result<bool> Stmt::Step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return std::unexpected(SqliteError(db_, rc, "sqlite step"));
+}
+
+Status Stmt::Exec() {
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, Step());
+    if (!row) return Status::Ok();
+  }
+}
+
+std::string Stmt::ColumnText(int i) const {
+  const void* p = sqlite3_column_blob(stmt_, i);
+  int n = sqlite3_column_bytes(stmt_, i);
+  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
+}
+int64_t Stmt::ColumnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
+bool Stmt::ColumnIsNull(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+
+Result<Stmt> Tx::Prepare(std::string_view sql) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  if (rc != SQLITE_OK) return std::unexpected(SqliteError(db_, rc, "sqlite prepare"));
+  return Stmt(db_, stmt);
+}
+
+Status Tx::Exec(std::string_view sql) { return ExecRaw(db_, sql); }
+
+int64_t Tx::Changes() const { return sqlite3_changes64(db_); }
+
+int Db::LatestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
+
+Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
+  std::unique_ptr<Db> db(new Db());
+  db->path_ = path;
+  ASSIGN_OR_RETURN(db->writer_, OpenConnection(path, true));
+  // Catch a corrupt file now, with a message that names it, instead of at the first request.
+  Status check = db->View([](Tx& tx) -> Status {
+    ASSIGN_OR_RETURN(Stmt st, tx.Prepare("PRAGMA quick_check"));
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row && st.ColumnText(0) != "ok") return Status(Code::kDataLoss, st.ColumnText(0));
+    return Status::Ok();
+  });
+  if (!check.ok()) {
+    return std::unexpected(Status(Code::kDataLoss,
+                                  "metadata database " + path + " is corrupt (" +
+                                      check.message() + "); refusing to start. Inspect it with "
+                                      "`sqlite3 " + path + " 'PRAGMA integrity_check'`"));
+  }
+  RETURN_IF_ERROR(db->Migrate());
+  return db;
+}
+
+Db::~Db() {
+  for (sqlite3* r : readers_) sqlite3_close(r);
+  if (writer_) sqlite3_close(writer_);
+}
+
+Status Db::Migrate() {
+  std::lock_guard lock(write_mu_);
+  int version = 0;
+  RETURN_IF_ERROR(RunTx(writer_, true, [&](Tx& tx) -> Status {
+    ASSIGN_OR_RETURN(Stmt st, tx.Prepare("PRAGMA user_version"));
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    version = row ? static_cast<int>(st.ColumnInt(0)) : 0;
+    return Status::Ok();
+  }));
+  if (version > LatestSchemaVersion()) {
+    return FailedPrecondition("metadata database " + path_ + " has schema version " +
+                              std::to_string(version) + ", newer than this berthd understands (" +
+                              std::to_string(LatestSchemaVersion()) + ")");
+  }
+  for (int v = version; v < LatestSchemaVersion(); ++v) {
+    Status s = RunTx(writer_, true, [&](Tx& tx) -> Status {
+      RETURN_IF_ERROR(tx.Exec(kMigrations[v]));
+      return tx.Exec("PRAGMA user_version=" + std::to_string(v + 1));
+    });
+    if (!s.ok()) return s.Wrap("migrate metadata schema to version " + std::to_string(v + 1));
+    spdlog::info("metadata schema migrated to version {}", v + 1);
+  }
+  schema_version_ = LatestSchemaVersion();
+  return Status::Ok();
+}
+
+Status Db::Update(const std::function<Status(Tx&)>& fn) {
+  std::lock_guard lock(write_mu_);
+  return RunTx(writer_, true, fn);
+}
+
+Status Db::View(const std::function<Status(Tx&)>& fn) const {
+  sqlite3* conn = nullptr;
+  {
+    std::lock_guard lock(pool_mu_);
+    if (!readers_.empty()) {
+      conn = readers_.back();
+      readers_.pop_back();
+    }
+  }
+  if (!conn) {
+    ASSIGN_OR_RETURN(conn, OpenConnection(path_, false));
+  }
+  Status s = RunTx(conn, false, fn);
+  std::lock_guard lock(pool_mu_);
+  if (readers_.size() < 8) {
+    readers_.push_back(conn);
+  } else {
+    sqlite3_close(conn);
+  }
+  return s;
+}
+
+Result<std::optional<std::string>> Db::GetSetting(const std::string& key) const {
+  std::optional<std::string> out;
+  RETURN_IF_ERROR(View([&](Tx& tx) -> Status {
+    ASSIGN_OR_RETURN(Stmt st, tx.Prepare("SELECT value FROM settings WHERE key=?"));
+    st.Bind(1, key);
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) out = st.ColumnText(0);
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Result<std::string> Db::GetOrSetSetting(const std::string& key, const std::string& value) {
+  std::string out;
+  RETURN_IF_ERROR(Update([&](Tx& tx) -> Status {
+    ASSIGN_OR_RETURN(Stmt ins,
+                     tx.Prepare("INSERT INTO settings(key, value) VALUES(?, ?) "
+                                "ON CONFLICT(key) DO NOTHING"));
+    ins.Bind(1, key).Bind(2, value);
+    RETURN_IF_ERROR(ins.Exec());
+    ASSIGN_OR_RETURN(Stmt sel, tx.Prepare("SELECT value FROM settings WHERE key=?"));
+    sel.Bind(1, key);
+    ASSIGN_OR_RETURN(bool row, sel.Step());
+    if (!row) return Internal("setting " + key + " vanished");
+    out = sel.ColumnText(0);
+    return Status::Ok();
+  }));
+  return out;
+}
+
+}  // namespace berth::metadata

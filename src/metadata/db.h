@@ -1,0 +1,102 @@
+// The metadata database: SQLite in WAL mode with synchronous=FULL, so a committed transaction
+// survives kill -9 and power loss, and readers never block the writer.
+//
+// One writer connection, serialised by a mutex (SQLite allows one writer anyway; queuing here
+// avoids SQLITE_BUSY). Readers take a connection from a small pool and see a consistent
+// snapshot for the length of their View. The schema is versioned with PRAGMA user_version and
+// migrated forward on Open, inside one transaction per step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace berth::metadata {
+
+// A prepared statement bound to one connection. Bind* indexes start at 1, Column* at 0.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Stmt(Stmt&& o) noexcept : db_(o.db_), stmt_(o.stmt_) { o.stmt_ = nullptr; }
+  Stmt(const Stmt&) = delete;
+  ~Stmt();
+
+  Stmt& Bind(int i, std::string_view text);
+  Stmt& Bind(int i, int64_t value);
+  Stmt& BindBlob(int i, std::string_view bytes);
+  Stmt& BindNull(int i);
+
+  // Advances; true while a row is available. Errors are Internal (or ResourceExhausted on a
+  // full disk) and carry SQLite's message.
+  Result<bool> Step();
+  // Runs to completion, ignoring rows.
+  Status Exec();
+
+  std::string ColumnText(int i) const;
+  int64_t ColumnInt(int i) const;
+  bool ColumnIsNull(int i) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+// A transaction handed to Update/View callbacks. Valid only inside the callback.
+class Tx {
+ public:
+  explicit Tx(sqlite3* db, bool writable) : db_(db), writable_(writable) {}
+  Result<Stmt> Prepare(std::string_view sql);
+  // Runs one or more statements with no parameters.
+  Status Exec(std::string_view sql);
+  bool writable() const { return writable_; }
+  // Number of rows changed by the last statement.
+  int64_t Changes() const;
+
+ private:
+  sqlite3* db_;
+  bool writable_;
+};
+
+class Db {
+ public:
+  // Opens (creating if needed) and migrates the database at `path`. A corrupt file is refused
+  // with DataLoss and a message naming the file; it is never overwritten.
+  static Result<std::unique_ptr<Db>> Open(const std::string& path);
+  ~Db();
+
+  // Read-write transaction: committed if fn returns OK, rolled back otherwise.
+  Status Update(const std::function<Status(Tx&)>& fn);
+  // Read-only transaction on a consistent snapshot.
+  Status View(const std::function<Status(Tx&)>& fn) const;
+
+  int schema_version() const { return schema_version_; }
+  static int LatestSchemaVersion();
+
+  // Value from the `settings` table (e.g. the server UUID); nullopt when absent.
+  Result<std::optional<std::string>> GetSetting(const std::string& key) const;
+  // Stores `value` unless the key already has one; returns the stored value either way.
+  Result<std::string> GetOrSetSetting(const std::string& key, const std::string& value);
+
+ private:
+  Db() = default;
+  Status Migrate();
+
+  std::string path_;
+  int schema_version_ = 0;
+  std::mutex write_mu_;
+  sqlite3* writer_ = nullptr;  // GUARDED_BY(write_mu_)
+  mutable std::mutex pool_mu_;
+  mutable std::vector<sqlite3*> readers_;  // idle reader connections, GUARDED_BY(pool_mu_)
+};
+
+}  // namespace berth::metadata

@@ -1,0 +1,268 @@
+#include "services/basic_services.h"
+
+#include <google/protobuf/any.pb.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/dynamic_message.h>
+
+#include <memory>
+
+#include "common/filters.h"
+#include "common/log.h"
+#include "github.com/containerd/containerd/api/events/container.pb.h"
+#include "github.com/containerd/containerd/api/events/content.pb.h"
+#include "github.com/containerd/containerd/api/events/image.pb.h"
+#include "github.com/containerd/containerd/api/events/namespace.pb.h"
+#include "github.com/containerd/containerd/api/events/snapshot.pb.h"
+#include "github.com/containerd/containerd/api/events/task.pb.h"
+#include "services/grpc_util.h"
+
+namespace berth::services {
+
+
+grpc::Status VersionService::Version(grpc::ServerContext*, const google::protobuf::Empty*,
+                                     cs::version::v1::VersionResponse* resp) {
+  resp->set_version(version_);
+  resp->set_revision(revision_);
+  return grpc::Status::OK;
+}
+
+// ---- Introspection ---------------------------------------------------------------------
+
+grpc::Status IntrospectionService::Plugins(grpc::ServerContext*,
+                                           const cs::introspection::v1::PluginsRequest* req,
+                                           cs::introspection::v1::PluginsResponse* resp) {
+  return Guard("Plugins", [&] {
+    std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
+    auto filter = filters::ParseAll(exprs);
+    if (!filter) return ToGrpc(filter.error());
+    for (const PluginInfo& p : plugins_) {
+      // containerd's plugin adaptor answers only `type` and `id`.
+      auto field = [&](std::span<const std::string> fp) -> std::optional<std::string> {
+        if (fp.size() != 1) return std::nullopt;
+        if (fp[0] == "type" && !p.type.empty()) return p.type;
+        if (fp[0] == "id" && !p.id.empty()) return p.id;
+        return std::nullopt;
+      };
+      if (!filter->Match(field)) continue;
+      auto* out = resp->add_plugins();
+      out->set_type(p.type);
+      out->set_id(p.id);
+      for (const auto& r : p.dependencies) out->add_requires_(r);
+      for (const auto& plat : p.platforms) {
+        auto* o = out->add_platforms();
+        size_t a = plat.find('/');
+        size_t b = a == std::string::npos ? a : plat.find('/', a + 1);
+        o->set_os(plat.substr(0, a));
+        if (a != std::string::npos) o->set_architecture(plat.substr(a + 1, b - a - 1));
+        if (b != std::string::npos) o->set_variant(plat.substr(b + 1));
+      }
+      for (const auto& [k, v] : p.exports) (*out->mutable_exports())[k] = v;
+      for (const auto& c : p.capabilities) out->add_capabilities(c);
+      if (!p.init_error.empty()) {
+        out->mutable_init_err()->set_code(static_cast<int>(Code::kUnknown));
+        out->mutable_init_err()->set_message(p.init_error);
+      }
+    }
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status IntrospectionService::Server(grpc::ServerContext*, const google::protobuf::Empty*,
+                                          cs::introspection::v1::ServerResponse* resp) {
+  resp->set_uuid(uuid_);
+  return grpc::Status::OK;
+}
+
+// ---- Namespaces ------------------------------------------------------------------------
+
+grpc::Status NamespacesService::Get(grpc::ServerContext*,
+                                    const cs::namespaces::v1::GetNamespaceRequest* req,
+                                    cs::namespaces::v1::GetNamespaceResponse* resp) {
+  return Guard("Namespaces.Get", [&] {
+    // Never NotFound: an unknown namespace has no labels (clients read defaults this way).
+    auto labels = store_.GetLabels(req->name());
+    if (!labels) return ToGrpc(labels.error());
+    resp->mutable_namespace_()->set_name(req->name());
+    for (const auto& [k, v] : *labels) (*resp->mutable_namespace_()->mutable_labels())[k] = v;
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status NamespacesService::List(grpc::ServerContext*,
+                                     const cs::namespaces::v1::ListNamespacesRequest*,
+                                     cs::namespaces::v1::ListNamespacesResponse* resp) {
+  return Guard("Namespaces.List", [&] {
+    // containerd ignores the request's filter string; so do we.
+    auto all = store_.List();
+    if (!all) return ToGrpc(all.error());
+    for (const auto& ns : *all) {
+      auto* out = resp->add_namespaces();
+      out->set_name(ns.name);
+      for (const auto& [k, v] : ns.labels) (*out->mutable_labels())[k] = v;
+    }
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status NamespacesService::Create(grpc::ServerContext*,
+                                       const cs::namespaces::v1::CreateNamespaceRequest* req,
+                                       cs::namespaces::v1::CreateNamespaceResponse* resp) {
+  return Guard("Namespaces.Create", [&] {
+    const auto& ns = req->namespace_();
+    Labels labels(ns.labels().begin(), ns.labels().end());
+    if (Status s = store_.Create(ns.name(), labels); !s.ok()) return ToGrpc(s);
+    *resp->mutable_namespace_() = ns;
+    containerd::events::NamespaceCreate ev;
+    ev.set_name(ns.name());
+    *ev.mutable_labels() = ns.labels();
+    PublishEvent(exchange_, ns.name(), "/namespaces/create", ev);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status NamespacesService::Update(grpc::ServerContext*,
+                                       const cs::namespaces::v1::UpdateNamespaceRequest* req,
+                                       cs::namespaces::v1::UpdateNamespaceResponse* resp) {
+  return Guard("Namespaces.Update", [&] {
+    const auto& ns = req->namespace_();
+    bool replace = false;
+    metadata::LabelEdits edits;
+    auto value_of = [&](const std::string& key) {
+      auto it = ns.labels().find(key);
+      return it == ns.labels().end() ? std::string() : it->second;
+    };
+    if (req->has_update_mask() && req->update_mask().paths_size() > 0) {
+      for (const auto& path : req->update_mask().paths()) {
+        if (path.starts_with("labels.")) {
+          std::string key = path.substr(7);
+          edits.emplace_back(key, value_of(key));
+        } else if (path == "labels") {
+          replace = true;
+          for (const auto& [k, v] : ns.labels()) edits.emplace_back(k, v);
+        } else {
+          return ToGrpc(InvalidArgument("cannot update " + Quote(path) + " field"));
+        }
+      }
+    } else {
+      // No mask: the request's labels replace all of them.
+      replace = true;
+      for (const auto& [k, v] : ns.labels()) edits.emplace_back(k, v);
+    }
+    auto labels = store_.SetLabels(ns.name(), replace, edits);
+    if (!labels) return ToGrpc(labels.error());
+    resp->mutable_namespace_()->set_name(ns.name());
+    for (const auto& [k, v] : *labels) (*resp->mutable_namespace_()->mutable_labels())[k] = v;
+    containerd::events::NamespaceUpdate ev;
+    ev.set_name(ns.name());
+    *ev.mutable_labels() = ns.labels();
+    PublishEvent(exchange_, ns.name(), "/namespaces/update", ev);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status NamespacesService::Delete(grpc::ServerContext*,
+                                       const cs::namespaces::v1::DeleteNamespaceRequest* req,
+                                       google::protobuf::Empty*) {
+  return Guard("Namespaces.Delete", [&] {
+    if (Status s = store_.Delete(req->name()); !s.ok()) return ToGrpc(s);
+    containerd::events::NamespaceDelete ev;
+    ev.set_name(req->name());
+    PublishEvent(exchange_, req->name(), "/namespaces/delete", ev);
+    return grpc::Status::OK;
+  });
+}
+
+// ---- Events ----------------------------------------------------------------------------
+
+namespace {
+
+// Event payloads are decoded by type name through the generated pool, which only knows the
+// files the linker kept: touching one message of each events file keeps them all.
+[[maybe_unused]] const google::protobuf::Message* const kLinkedEventTypes[] = {
+    &containerd::events::ContainerCreate::default_instance(),
+    &containerd::events::ContentDelete::default_instance(),
+    &containerd::services::images::v1::ImageCreate::default_instance(),
+    &containerd::events::NamespaceCreate::default_instance(),
+    &containerd::events::SnapshotPrepare::default_instance(),
+    &containerd::events::TaskExit::default_instance(),
+};
+
+// Decodes an event Any through the generated descriptor pool, so `event.<field>` filters work
+// for every containerd event type (and any other message compiled into berthd).
+filters::Adaptor DecodedFields(const google::protobuf::Any& any) {
+  const auto* desc =
+      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(any.type_url());
+  if (!desc) return {};
+  const auto* proto = google::protobuf::MessageFactory::generated_factory()->GetPrototype(desc);
+  if (!proto) return {};
+  std::shared_ptr<google::protobuf::Message> msg(proto->New());
+  if (!msg->ParseFromString(any.value())) return {};
+  return [msg](std::span<const std::string> fp) { return MessageField(*msg, fp); };
+}
+
+events::Envelope FromProto(const std::string& ns, const std::string& topic,
+                           const google::protobuf::Any& any) {
+  events::Envelope env;
+  env.ns = ns;
+  env.topic = topic;
+  env.type_url = any.type_url();
+  env.payload = any.value();
+  env.event_fields = DecodedFields(any);
+  return env;
+}
+
+}  // namespace
+
+grpc::Status EventsService::Publish(grpc::ServerContext* ctx,
+                                    const cs::events::v1::PublishRequest* req,
+                                    google::protobuf::Empty*) {
+  return Guard("Events.Publish", [&] {
+    auto ns = RequireNamespace(ctx);
+    if (!ns) return ToGrpc(ns.error());
+    if (!req->has_event()) return ToGrpc(InvalidArgument("event must not be empty"));
+    return ToGrpc(exchange_.Publish(FromProto(*ns, req->topic(), req->event())));
+  });
+}
+
+grpc::Status EventsService::Forward(grpc::ServerContext*, const cs::events::v1::ForwardRequest* req,
+                                    google::protobuf::Empty*) {
+  return Guard("Events.Forward", [&] {
+    const auto& e = req->envelope();
+    events::Envelope env = FromProto(e.namespace_(), e.topic(), e.event());
+    env.timestamp_ns = FromTimestamp(e.timestamp());
+    if (!e.has_event()) return ToGrpc(InvalidArgument("event must not be empty"));
+    return ToGrpc(exchange_.Forward(std::move(env)));
+  });
+}
+
+grpc::Status EventsService::Subscribe(grpc::ServerContext* ctx,
+                                      const cs::events::v1::SubscribeRequest* req,
+                                      grpc::ServerWriter<cs::events::v1::Envelope>* writer) {
+  return Guard("Events.Subscribe", [&] {
+    std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
+    auto filter = filters::ParseAll(exprs);
+    if (!filter) return ToGrpc(filter.error());
+    auto sub = exchange_.Subscribe(std::move(*filter));
+    struct Unsub {
+      berth::events::Exchange& ex;
+      std::shared_ptr<berth::events::Subscription> s;
+      ~Unsub() { ex.Unsubscribe(s); }
+    } unsub{exchange_, sub};
+    while (!ctx->IsCancelled()) {
+      auto next = sub->Next(std::chrono::milliseconds(200));
+      if (!next) return ToGrpc(next.error());
+      if (!next->has_value()) continue;
+      const auto& env = **next;
+      cs::events::v1::Envelope out;
+      *out.mutable_timestamp() = ToTimestamp(env.timestamp_ns);
+      out.set_namespace_(env.ns);
+      out.set_topic(env.topic);
+      out.mutable_event()->set_type_url(env.type_url);
+      out.mutable_event()->set_value(env.payload);
+      if (!writer->Write(out)) break;  // client gone
+    }
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace berth::services
