@@ -55,6 +55,7 @@ Status ExecRaw(sqlite3* db, std::string_view sql) {
   return Status::Ok();
 }
 
+// `create`: the writer connection (creates the file); readers are query-only.
 Result<sqlite3*> OpenConnection(const std::string& path, bool create) {
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -71,6 +72,8 @@ Result<sqlite3*> OpenConnection(const std::string& path, bool create) {
   Status s = ExecRaw(db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                      "PRAGMA foreign_keys=ON;");
+  // Reader connections refuse writes, so a View can never modify the store by mistake.
+  if (s.ok() && !create) s = ExecRaw(db, "PRAGMA query_only=ON;");
   if (!s.ok()) {
     sqlite3_close(db);
     return std::unexpected(s.Wrap("configure " + path));
@@ -160,20 +163,25 @@ int Db::LatestSchemaVersion() { return static_cast<int>(std::size(kMigrations));
 Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   std::unique_ptr<Db> db(new Db());
   db->path_ = path;
-  ASSIGN_OR_RETURN(db->writer_, OpenConnection(path, true));
   // Catch a corrupt file now, with a message that names it, instead of at the first request.
-  Status check = db->View([](Tx& tx) -> Status {
-    ASSIGN_OR_RETURN(Stmt st, tx.Prepare("PRAGMA quick_check"));
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (row && st.ColumnText(0) != "ok") return Status(Code::kDataLoss, st.ColumnText(0));
-    return Status::Ok();
-  });
-  if (!check.ok()) {
+  auto writer = OpenConnection(path, true);
+  Status check = writer ? Status::Ok() : writer.error();
+  if (writer) {
+    db->writer_ = *writer;
+    check = db->View([](Tx& tx) -> Status {
+      ASSIGN_OR_RETURN(Stmt st, tx.Prepare("PRAGMA quick_check"));
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (row && st.ColumnText(0) != "ok") return Status(Code::kDataLoss, st.ColumnText(0));
+      return Status::Ok();
+    });
+  }
+  if (check.code() == Code::kDataLoss) {
     return std::unexpected(Status(Code::kDataLoss,
                                   "metadata database " + path + " is corrupt (" +
                                       check.message() + "); refusing to start. Inspect it with "
                                       "`sqlite3 " + path + " 'PRAGMA integrity_check'`"));
   }
+  RETURN_IF_ERROR(check);
   RETURN_IF_ERROR(db->Migrate());
   return db;
 }

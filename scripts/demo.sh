@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds, starts berthd with default paths (/var/lib/berth,
+# /run/berth/berthd.sock) and shows it serving through the real `ctr` and our `berth`.
+# berthd keeps running afterwards; stop it with: kill $(cat /run/berth/berthd.pid)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh
+BUILD_DIR=${BUILD_DIR:-build}
+SOCK=/run/berth/berthd.sock
+if ctr --address "$SOCK" version >/dev/null 2>&1; then
+  echo "berthd already serving on $SOCK"
+else
+  mkdir -p /run/berth && chmod 0700 /run/berth
+  setsid "$BUILD_DIR/src/daemon/berthd" >>/run/berth/berthd.log 2>&1 </dev/null &
+  echo $! >/run/berth/berthd.pid
+  for _ in $(seq 100); do ctr --address "$SOCK" version >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "berthd started (pid $(cat /run/berth/berthd.pid), log /run/berth/berthd.log)"
+fi
+set -x
+ctr --address "$SOCK" version
+ctr --address "$SOCK" plugins ls
+ctr --address "$SOCK" namespaces create demo owner=berth
+ctr --address "$SOCK" namespaces ls
+"$BUILD_DIR/src/cli/berth" --address "$SOCK" namespaces ls
+ctr --address "$SOCK" namespaces rm demo
