@@ -28,6 +28,69 @@ CREATE TABLE namespace_labels (
   PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 )sql",
+    // 2: the objects of content, images and leases. Every table is keyed by namespace;
+    // timestamps are unix nanoseconds. Labels of all object kinds live in one table.
+    R"sql(
+CREATE TABLE labels (
+  namespace TEXT NOT NULL,
+  kind      TEXT NOT NULL,             -- 'content', 'image', 'lease', later 'container', ...
+  object    TEXT NOT NULL,             -- digest, image name, lease id, ...
+  key       TEXT NOT NULL,
+  value     TEXT NOT NULL,
+  PRIMARY KEY (namespace, kind, object, key)
+) WITHOUT ROWID;
+-- Blobs visible in a namespace. The bytes live once on disk (content/blobs/sha256/<hex>),
+-- shared by every namespace that holds a row here.
+CREATE TABLE content (
+  namespace  TEXT NOT NULL REFERENCES namespaces(name),
+  digest     TEXT NOT NULL,
+  size       INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (namespace, digest)
+) WITHOUT ROWID;
+-- Active ingests. `backend_ref` names the on-disk ingest (content/ingest/<sha256(backend_ref)>)
+-- and is unique across namespaces: "<namespace>/<seq>/<ref>".
+CREATE TABLE ingests (
+  namespace   TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+  ref         TEXT NOT NULL,
+  backend_ref TEXT NOT NULL UNIQUE,
+  expected    TEXT NOT NULL DEFAULT '', -- digest the client announced, '' if none
+  expires_at  INTEGER,                  -- set for ingests outside a lease (GC root until then)
+  PRIMARY KEY (namespace, ref)
+) WITHOUT ROWID;
+CREATE TABLE images (
+  namespace   TEXT NOT NULL REFERENCES namespaces(name),
+  name        TEXT NOT NULL,
+  media_type  TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  size        INTEGER NOT NULL,
+  annotations TEXT NOT NULL DEFAULT '{}', -- JSON object of the target's annotations
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE leases (
+  namespace  TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+  id         TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (namespace, id)
+) WITHOUT ROWID;
+-- What a lease protects: type 'content' (id = digest), 'ingests' (id = ref),
+-- 'snapshots/<snapshotter>' (id = key).
+CREATE TABLE lease_resources (
+  namespace TEXT NOT NULL,
+  lease     TEXT NOT NULL,
+  type      TEXT NOT NULL,
+  id        TEXT NOT NULL,
+  PRIMARY KEY (namespace, lease, type, id),
+  FOREIGN KEY (namespace, lease) REFERENCES leases(namespace, id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE TABLE sequences (
+  name  TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 
 Status SqliteError(sqlite3* db, int rc, std::string_view what) {
@@ -146,6 +209,11 @@ std::string Stmt::ColumnText(int i) const {
 }
 int64_t Stmt::ColumnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
 bool Stmt::ColumnIsNull(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+
+void Stmt::Reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
 
 Result<Stmt> Tx::Prepare(std::string_view sql) {
   sqlite3_stmt* stmt = nullptr;

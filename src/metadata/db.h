@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +34,8 @@ class Stmt {
 
   Stmt& Bind(int i, std::string_view text);
   Stmt& Bind(int i, int64_t value);
+  Stmt& Bind(int i, const char* text) { return Bind(i, std::string_view(text)); }
+  Stmt& Bind(int i, const std::string& text) { return Bind(i, std::string_view(text)); }
   Stmt& BindBlob(int i, std::string_view bytes);
   Stmt& BindNull(int i);
 
@@ -45,6 +48,9 @@ class Stmt {
   std::string ColumnText(int i) const;
   int64_t ColumnInt(int i) const;
   bool ColumnIsNull(int i) const;
+
+  // Makes the statement reusable with new bindings.
+  void Reset();
 
  private:
   sqlite3* db_;
@@ -80,6 +86,12 @@ class Db {
   Status View(const std::function<Status(Tx&)>& fn) const;
 
   int schema_version() const { return schema_version_; }
+
+  // Garbage collection's lock. Anything that makes backend data (a blob file, a snapshot
+  // dir) reachable in two steps — e.g. rename a blob into place, then insert its content row —
+  // holds it shared across both steps; GC holds it exclusively while it decides what is
+  // unreferenced and deletes it, so it never removes data whose row is about to appear.
+  std::shared_mutex& gc_lock() { return gc_mu_; }
   static int LatestSchemaVersion();
 
   // Value from the `settings` table (e.g. the server UUID); nullopt when absent.
@@ -95,6 +107,7 @@ class Db {
   int schema_version_ = 0;
   std::mutex write_mu_;
   sqlite3* writer_ = nullptr;  // GUARDED_BY(write_mu_)
+  std::shared_mutex gc_mu_;
   mutable std::mutex pool_mu_;
   mutable std::vector<sqlite3*> readers_;  // idle reader connections, GUARDED_BY(pool_mu_)
 };

@@ -164,6 +164,11 @@ Status NamespaceStore::Delete(const std::string& name) {
       return FailedPrecondition("namespace " + Quote(name) + " must be empty, but it still has " +
                                 what);
     }
+    // Leases and ingests go with the namespace (as in containerd); their on-disk data is
+    // then unreferenced and collected by GC.
+    ASSIGN_OR_RETURN(Stmt labels, tx.Prepare("DELETE FROM labels WHERE namespace=?"));
+    labels.Bind(1, name);
+    RETURN_IF_ERROR(labels.Exec());
     ASSIGN_OR_RETURN(Stmt st, tx.Prepare("DELETE FROM namespaces WHERE name=?"));
     st.Bind(1, name);
     return st.Exec();

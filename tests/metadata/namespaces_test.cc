@@ -96,17 +96,18 @@ TEST_F(NamespaceStoreTest, DeleteRemovesLabelsToo) {
   EXPECT_TRUE(store_->GetLabels("n1")->empty());  // old labels did not come back
 }
 
-// Object tables arrive with later schema versions; the emptiness check consults whichever
-// exist. Simulate them here so the FailedPrecondition path is covered now.
+// The emptiness check consults every object table that exists, including ones later schema
+// versions add (snapshots is simulated here until the snapshotter issue lands).
 TEST_F(NamespaceStoreTest, DeleteRefusesWhileObjectsRemain) {
   ASSERT_TRUE(store_->Create("busy", {}).ok());
+  ASSERT_TRUE(store_->Create("other", {}).ok());
   ASSERT_TRUE(db_->Update([](Tx& tx) {
                    return tx.Exec(
-                       "CREATE TABLE images(namespace TEXT, name TEXT);"
-                       "CREATE TABLE containers(namespace TEXT, id TEXT);"
-                       "CREATE TABLE snapshots(namespace TEXT, snapshotter TEXT, key TEXT);"
-                       "INSERT INTO images VALUES('busy', 'docker.io/library/busybox:latest');"
-                       "INSERT INTO containers VALUES('other', 'c1');"
+                       "CREATE TABLE IF NOT EXISTS snapshots(namespace TEXT, snapshotter TEXT,"
+                       " key TEXT);"
+                       "INSERT INTO images VALUES('busy', 'docker.io/library/busybox:latest',"
+                       " 'application/vnd.oci.image.index.v1+json', 'sha256:00', 1, '{}', 1, 1);"
+                       "INSERT INTO content VALUES('other', 'sha256:00', 1, 1, 1);"
                        "INSERT INTO snapshots VALUES('busy', 'overlayfs', 'k');");
                  }).ok());
   Status s = store_->Delete("busy");
@@ -114,11 +115,21 @@ TEST_F(NamespaceStoreTest, DeleteRefusesWhileObjectsRemain) {
   EXPECT_EQ(s.message(),
             "namespace \"busy\" must be empty, but it still has images, "
             "snapshots on \"overlayfs\" snapshotter");
-  EXPECT_EQ(store_->List()->size(), 1u);
+  EXPECT_EQ(store_->Delete("other").message(),
+            "namespace \"other\" must be empty, but it still has blobs");
+  EXPECT_EQ(store_->List()->size(), 2u);
   ASSERT_TRUE(db_->Update([](Tx& tx) {
                    return tx.Exec("DELETE FROM images; DELETE FROM snapshots;");
                  }).ok());
   EXPECT_TRUE(store_->Delete("busy").ok());
+}
+
+TEST_F(NamespaceStoreTest, LeasesDoNotBlockDelete) {
+  ASSERT_TRUE(store_->Create("leased", {}).ok());
+  ASSERT_TRUE(db_->Update([](Tx& tx) {
+                   return tx.Exec("INSERT INTO leases VALUES('leased', 'l1', 1);");
+                 }).ok());
+  EXPECT_TRUE(store_->Delete("leased").ok());
 }
 
 TEST_F(NamespaceStoreTest, PersistsAcrossReopen) {
