@@ -1,0 +1,393 @@
+#include "gc/gc.h"
+
+#include <ctime>
+#include <limits>
+#include <deque>
+#include <map>
+#include <set>
+#include <shared_mutex>
+#include <tuple>
+
+#include "common/log.h"
+#include "metadata/object_labels.h"
+
+namespace berth::gc {
+namespace {
+
+constexpr std::string_view kRootLabel = "containerd.io/gc.root";
+constexpr std::string_view kContentRef = "containerd.io/gc.ref.content";
+constexpr std::string_view kSnapshotRef = "containerd.io/gc.ref.snapshot.";
+constexpr std::string_view kExpireLabel = "containerd.io/gc.expire";
+constexpr std::string_view kFlatLabel = "containerd.io/gc.flat";
+
+// A content reference label is the bare prefix or the prefix followed by '.' or '/'.
+bool IsContentRef(std::string_view key) {
+  if (!key.starts_with(kContentRef)) return false;
+  return key.size() == kContentRef.size() || key[kContentRef.size()] == '.' ||
+         key[kContentRef.size()] == '/';
+}
+
+// What one namespace holds, read in one transaction.
+struct NamespaceGraph {
+  std::set<std::string> content;                                 // digests with a row
+  std::map<std::string, std::vector<std::string>> content_refs;  // digest → referenced digests
+  std::set<std::string> roots;                                   // content marked as roots
+  std::set<std::string> flat_roots;                              // kept, refs not followed
+  std::map<std::string, std::string> ingests;                    // ref → expected digest
+  std::set<std::string> live_ingests;
+  std::set<std::string> snapshot_refs;  // "<snapshotter>/<key>", kept for the snapshot issue
+  std::vector<std::string> expired_leases;
+};
+
+using LabelRows = std::map<std::string, std::vector<std::pair<std::string, std::string>>>;
+
+Result<LabelRows> LabelsOfKind(metadata::Tx& tx, const std::string& ns, const char* kind) {
+  ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare("SELECT object, key, value FROM labels WHERE "
+                                                 "namespace=? AND kind=?"));
+  st.Bind(1, ns).Bind(2, kind);
+  LabelRows out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out[st.ColumnText(0)].emplace_back(st.ColumnText(1), st.ColumnText(2));
+  }
+  return out;
+}
+
+// Follows gc.ref labels from one object's labels into `refs`/`snapshot_refs`.
+void CollectRefs(const std::vector<std::pair<std::string, std::string>>& labels,
+                 std::vector<std::string>* refs, std::set<std::string>* snapshot_refs) {
+  for (const auto& [k, v] : labels) {
+    if (IsContentRef(k)) {
+      refs->push_back(v);
+    } else if (k.starts_with(kSnapshotRef)) {
+      std::string snapshotter = k.substr(kSnapshotRef.size());
+      if (auto slash = snapshotter.find('/'); slash != std::string::npos) {
+        snapshotter.resize(slash);
+      }
+      snapshot_refs->insert(snapshotter + "/" + v);
+    }
+  }
+}
+
+Result<NamespaceGraph> ReadGraph(metadata::Tx& tx, const std::string& ns, int64_t now) {
+  NamespaceGraph g;
+  {
+    ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare("SELECT digest FROM content WHERE namespace=?"));
+    st.Bind(1, ns);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      g.content.insert(st.ColumnText(0));
+    }
+  }
+  ASSIGN_OR_RETURN(LabelRows content_labels, LabelsOfKind(tx, ns, metadata::kKindContent));
+  for (const auto& [digest, labels] : content_labels) {
+    CollectRefs(labels, &g.content_refs[digest], &g.snapshot_refs);
+    for (const auto& [k, v] : labels) {
+      if (k == kRootLabel) g.roots.insert(digest);
+    }
+  }
+  // Images: the target and the image's own gc.ref labels.
+  {
+    ASSIGN_OR_RETURN(metadata::Stmt st,
+                     tx.Prepare("SELECT name, digest FROM images WHERE namespace=?"));
+    st.Bind(1, ns);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      g.roots.insert(st.ColumnText(1));
+    }
+    ASSIGN_OR_RETURN(LabelRows image_labels, LabelsOfKind(tx, ns, metadata::kKindImage));
+    for (const auto& [name, labels] : image_labels) {
+      std::vector<std::string> refs;
+      CollectRefs(labels, &refs, &g.snapshot_refs);
+      g.roots.insert(refs.begin(), refs.end());
+    }
+  }
+  // Ingests: roots while unexpired outside a lease; an ingest references what it expects.
+  {
+    ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare("SELECT ref, expected, expires_at FROM ingests "
+                                                   "WHERE namespace=?"));
+    st.Bind(1, ns);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      std::string ref = st.ColumnText(0);
+      g.ingests[ref] = st.ColumnText(1);
+      if (!st.ColumnIsNull(2) && st.ColumnInt(2) > now) g.live_ingests.insert(ref);
+    }
+  }
+  // Leases.
+  ASSIGN_OR_RETURN(LabelRows lease_labels, LabelsOfKind(tx, ns, metadata::kKindLease));
+  std::vector<std::pair<std::string, bool>> live_leases;  // id, flat
+  {
+    ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare("SELECT id FROM leases WHERE namespace=?"));
+    st.Bind(1, ns);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      std::string id = st.ColumnText(0);
+      bool expired = false, flat = false;
+      for (const auto& [k, v] : lease_labels[id]) {
+        if (k == kExpireLabel) {
+          auto when = ParseRfc3339(v);
+          if (!when) {
+            spdlog::info("gc: ignoring invalid expiration {} on lease {}", v, id);
+          } else if (*when < now) {
+            expired = true;
+          }
+        } else if (k == kFlatLabel) {
+          flat = true;
+        }
+      }
+      if (expired) {
+        g.expired_leases.push_back(id);
+      } else {
+        live_leases.emplace_back(id, flat);
+      }
+    }
+  }
+  for (const auto& [id, flat] : live_leases) {
+    ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare("SELECT type, id FROM lease_resources WHERE "
+                                                   "namespace=? AND lease=?"));
+    st.Bind(1, ns).Bind(2, id);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      std::string type = st.ColumnText(0), rid = st.ColumnText(1);
+      if (type == "content") {
+        (flat ? g.flat_roots : g.roots).insert(rid);
+      } else if (type == "ingests") {
+        g.live_ingests.insert(rid);
+      } else if (type.starts_with("snapshots/")) {
+        g.snapshot_refs.insert(type.substr(10) + "/" + rid);
+      }
+    }
+  }
+  return g;
+}
+
+// Marks reachable content from the roots; returns the marked set.
+std::set<std::string> Mark(const NamespaceGraph& g) {
+  std::set<std::string> marked;
+  std::deque<std::string> queue;
+  auto visit = [&](const std::string& d) {
+    if (marked.insert(d).second) queue.push_back(d);
+  };
+  for (const auto& d : g.roots) visit(d);
+  for (const auto& ref : g.live_ingests) {
+    auto it = g.ingests.find(ref);
+    if (it != g.ingests.end() && !it->second.empty()) visit(it->second);
+  }
+  while (!queue.empty()) {
+    std::string d = std::move(queue.front());
+    queue.pop_front();
+    auto it = g.content_refs.find(d);
+    if (it == g.content_refs.end()) continue;
+    for (const auto& child : it->second) visit(child);
+  }
+  marked.insert(g.flat_roots.begin(), g.flat_roots.end());  // kept, not followed
+  return marked;
+}
+
+}  // namespace
+
+Result<int64_t> ParseRfc3339(const std::string& text) {
+  // YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
+  int y, mo, d, h, mi, s;
+  int consumed = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s,
+                  &consumed) != 6 ||
+      consumed != 19) {
+    return std::unexpected(InvalidArgument("not an RFC 3339 time: " + text));
+  }
+  size_t pos = 19;
+  int64_t frac_ns = 0;
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    int64_t scale = 100000000;
+    size_t start = pos;
+    while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) {
+      if (scale > 0) frac_ns += (text[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) return std::unexpected(InvalidArgument("not an RFC 3339 time: " + text));
+  }
+  int64_t offset = 0;
+  if (pos < text.size() && (text[pos] == 'Z' || text[pos] == 'z')) {
+    ++pos;
+  } else if (pos + 6 == text.size() && (text[pos] == '+' || text[pos] == '-') &&
+             text[pos + 3] == ':') {
+    int oh = std::atoi(text.substr(pos + 1, 2).c_str());
+    int om = std::atoi(text.substr(pos + 4, 2).c_str());
+    offset = (oh * 3600 + om * 60) * (text[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return std::unexpected(InvalidArgument("not an RFC 3339 time: " + text));
+  }
+  if (pos != text.size()) return std::unexpected(InvalidArgument("not an RFC 3339 time: " + text));
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = s;
+  int64_t secs = static_cast<int64_t>(timegm(&tm)) - offset;
+  // Nanoseconds overflow int64 past 2262; such far-off expiries mean "never" for us.
+  constexpr int64_t kMaxSecs = std::numeric_limits<int64_t>::max() / 1000000000 - 1;
+  if (secs > kMaxSecs) return std::numeric_limits<int64_t>::max();
+  if (secs < -kMaxSecs) return std::numeric_limits<int64_t>::min();
+  return secs * 1000000000 + frac_ns;
+}
+
+Result<Stats> Collector::Collect() {
+  std::lock_guard pass(collect_mu_);
+  auto start = std::chrono::steady_clock::now();
+  Stats stats;
+  int64_t now = metadata::NowNanos();
+  RETURN_IF_ERROR(db_.Update([&](metadata::Tx& tx) -> Status {
+    std::vector<std::string> namespaces;
+    {
+      ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare("SELECT name FROM namespaces"));
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, st.Step());
+        if (!row) break;
+        namespaces.push_back(st.ColumnText(0));
+      }
+    }
+    for (const auto& ns : namespaces) {
+      ASSIGN_OR_RETURN(NamespaceGraph g, ReadGraph(tx, ns, now));
+      std::set<std::string> marked = Mark(g);
+      for (const auto& digest : g.content) {
+        if (marked.contains(digest)) continue;
+        ASSIGN_OR_RETURN(metadata::Stmt del,
+                         tx.Prepare("DELETE FROM content WHERE namespace=? AND digest=?"));
+        del.Bind(1, ns).Bind(2, digest);
+        RETURN_IF_ERROR(del.Exec());
+        RETURN_IF_ERROR(metadata::DeleteObjectLabels(tx, ns, metadata::kKindContent, digest));
+        ++stats.content_removed;
+        spdlog::debug("gc: remove content ns={} digest={}", ns, digest);
+      }
+      for (const auto& [ref, expected] : g.ingests) {
+        if (g.live_ingests.contains(ref)) continue;
+        ASSIGN_OR_RETURN(metadata::Stmt del,
+                         tx.Prepare("DELETE FROM ingests WHERE namespace=? AND ref=?"));
+        del.Bind(1, ns).Bind(2, ref);
+        RETURN_IF_ERROR(del.Exec());
+        ++stats.ingests_removed;
+        spdlog::debug("gc: remove ingest ns={} ref={}", ns, ref);
+      }
+      for (const auto& id : g.expired_leases) {
+        ASSIGN_OR_RETURN(metadata::Stmt del,
+                         tx.Prepare("DELETE FROM leases WHERE namespace=? AND id=?"));
+        del.Bind(1, ns).Bind(2, id);
+        RETURN_IF_ERROR(del.Exec());
+        RETURN_IF_ERROR(metadata::DeleteObjectLabels(tx, ns, metadata::kKindLease, id));
+        ++stats.leases_removed;
+        spdlog::debug("gc: remove expired lease ns={} id={}", ns, id);
+      }
+    }
+    return Status::Ok();
+  }));
+
+  // Backends: under the exclusive GC lock nothing can make backend data reachable between
+  // reading the references and removing what is unreferenced.
+  std::unique_lock gc(db_.gc_lock());
+  for (const Backend& b : backends_) {
+    std::set<std::string> referenced;
+    RETURN_IF_ERROR(db_.View([&](metadata::Tx& tx) -> Status {
+      ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare(b.referenced_sql));
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, st.Step());
+        if (!row) break;
+        referenced.insert(st.ColumnText(0));
+      }
+      return Status::Ok();
+    }));
+    ASSIGN_OR_RETURN(std::vector<std::string> held, b.list());
+    for (const auto& id : held) {
+      if (referenced.contains(id)) continue;
+      if (Status s = b.remove(id); !s.ok()) {
+        spdlog::warn("gc: remove {} {}: {}", b.name, id, s.ToString());
+        continue;
+      }
+      ++stats.backend_removed;
+      spdlog::debug("gc: removed {} {}", b.name, id);
+    }
+  }
+  stats.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - start);
+  if (stats.content_removed || stats.ingests_removed || stats.leases_removed ||
+      stats.backend_removed) {
+    spdlog::info(
+        "gc: removed content={} ingests={} leases={} backend={} in {}us", stats.content_removed,
+        stats.ingests_removed, stats.leases_removed, stats.backend_removed,
+        stats.duration.count());
+  }
+  return stats;
+}
+
+Collector::~Collector() { Stop(); }
+
+void Collector::Start(std::chrono::milliseconds startup_delay) {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  thread_ = std::thread([this, startup_delay] { Loop(startup_delay); });
+}
+
+void Collector::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Collector::Loop(std::chrono::milliseconds startup_delay) {
+  std::unique_lock lock(mu_);
+  // A first pass after start-up collects what a crash left behind.
+  requested_ = true;
+  cv_.wait_for(lock, startup_delay, [&] { return stopping_; });
+  while (!stopping_) {
+    if (!requested_) {
+      cv_.wait(lock, [&] { return requested_ || stopping_; });
+      continue;
+    }
+    requested_ = false;
+    ++started_;
+    lock.unlock();
+    if (auto r = Collect(); !r) spdlog::error("gc: {}", r.error().ToString());
+    lock.lock();
+    ++finished_;
+    cv_.notify_all();
+  }
+}
+
+void Collector::Trigger(bool wait) {
+  std::unique_lock lock(mu_);
+  if (!thread_.joinable() || stopping_) {
+    lock.unlock();
+    // Not scheduled (tests, or stopping): a synchronous request still gets its pass.
+    if (wait) {
+      if (auto r = Collect(); !r) spdlog::error("gc: {}", r.error().ToString());
+    }
+    return;
+  }
+  requested_ = true;
+  // The pass that will serve us is the next one to start.
+  int64_t target = started_ + 1;
+  cv_.notify_all();
+  if (wait) cv_.wait(lock, [&] { return finished_ >= target || stopping_; });
+}
+
+int64_t Collector::passes() const {
+  std::lock_guard lock(mu_);
+  return finished_;
+}
+
+}  // namespace berth::gc
