@@ -227,13 +227,13 @@ void DaemonTest::TearDown() {
 RunResult DaemonTest::Ctr(const std::vector<std::string>& args, const std::string& ns) {
   std::vector<std::string> argv = {"/usr/bin/ctr", "--address", socket_, "--namespace", ns};
   argv.insert(argv.end(), args.begin(), args.end());
-  return Run(argv);
+  return berth::testing::Run(argv);
 }
 
 RunResult DaemonTest::Berth(const std::vector<std::string>& args, const std::string& ns) {
   std::vector<std::string> argv = {BinaryPath("berth"), "--address", socket_, "--namespace", ns};
   argv.insert(argv.end(), args.begin(), args.end());
-  return Run(argv);
+  return berth::testing::Run(argv);
 }
 
 }  // namespace berth::testing

@@ -1,0 +1,63 @@
+// The connection to berthd shared by every command: the gRPC channel, the per-call
+// `containerd-namespace` header, and turning gRPC failures into berth Statuses and the one
+// error line the CLI prints.
+#pragma once
+
+#include <google/protobuf/map.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "common/validate.h"
+
+namespace berth::cli {
+
+inline constexpr char kDefaultAddress[] = "/run/berth/berthd.sock";
+inline constexpr char kNamespaceHeader[] = "containerd-namespace";
+inline constexpr int kMaxMessageSize = 16 << 20;  // containerd's client default
+
+class Client {
+ public:
+  // Opens a channel to the Unix socket at `address` ("/path", "unix:/path" or
+  // "unix:///path") and waits up to `timeout` (zero: forever) for berthd to answer. Failure is
+  // Unavailable with a message that names the socket.
+  static Result<std::unique_ptr<Client>> Connect(std::string_view address, std::string ns,
+                                                 std::chrono::milliseconds timeout);
+
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  const std::string& ns() const { return ns_; }
+
+  // A context for one call, carrying the namespace header. Calls fail fast: waiting for the
+  // daemon happened once, in Connect.
+  std::unique_ptr<grpc::ClientContext> NewContext() const;
+
+ private:
+  Client(std::shared_ptr<grpc::Channel> channel, std::string ns)
+      : channel_(std::move(channel)), ns_(std::move(ns)) {}
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::string ns_;
+};
+
+// The socket path in an --address value (strips a "unix:" or "unix://" scheme).
+std::string SocketPath(std::string_view address);
+
+// gRPC codes equal ours, so this is a cast plus the message.
+Status FromGrpc(const grpc::Status& s);
+
+// "berth: <message> (<code name>)" on stderr.
+void PrintError(const Status& s);
+
+// Go-style durations as ctr takes them: "5s", "500ms", "1m", "1h30m"; a bare number is
+// seconds. Negative values are InvalidArgument.
+Result<std::chrono::milliseconds> ParseDuration(std::string_view s);
+
+inline Labels ToLabels(const google::protobuf::Map<std::string, std::string>& m) {
+  return Labels(m.begin(), m.end());
+}
+
+}  // namespace berth::cli

@@ -1,0 +1,29 @@
+// berth: the command-line client for berthd (containerd's `ctr`, friendlier).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  // gRPC's own logging would interleave with our one-line errors; the user may re-enable it.
+  ::setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
+
+  berth::cli::Cli cli;
+  CLI::App app{"berth: command-line client for berthd"};
+  app.require_subcommand(1);
+  // Global flags may follow the subcommand too: `berth ns ls --format json`.
+  app.fallthrough();
+  berth::cli::AddGlobalOptions(app, cli);
+  berth::cli::AddVersionCommand(app, cli);
+  berth::cli::AddNamespacesCommands(app, cli);
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    return cli.action ? cli.action() : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "berth: %s (internal)\n", e.what());
+    return 1;
+  }
+}
