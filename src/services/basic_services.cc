@@ -75,6 +75,19 @@ grpc::Status IntrospectionService::Server(grpc::ServerContext*, const google::pr
 
 // ---- Namespaces ------------------------------------------------------------------------
 
+namespace {
+
+// containerd publishes /namespaces/create and /namespaces/update in the *caller's* namespace
+// (`ctr ns create n1` → envelope namespace "default"); only /namespaces/delete uses the deleted
+// name. Without a valid caller namespace containerd fails the call after the change is made;
+// we publish under the namespace's own name instead.
+std::string EventNamespace(const grpc::ServerContext* ctx, const std::string& fallback) {
+  auto ns = RequireNamespace(ctx);
+  return ns ? *ns : fallback;
+}
+
+}  // namespace
+
 grpc::Status NamespacesService::Get(grpc::ServerContext*,
                                     const cs::namespaces::v1::GetNamespaceRequest* req,
                                     cs::namespaces::v1::GetNamespaceResponse* resp) {
@@ -104,7 +117,7 @@ grpc::Status NamespacesService::List(grpc::ServerContext*,
   });
 }
 
-grpc::Status NamespacesService::Create(grpc::ServerContext*,
+grpc::Status NamespacesService::Create(grpc::ServerContext* ctx,
                                        const cs::namespaces::v1::CreateNamespaceRequest* req,
                                        cs::namespaces::v1::CreateNamespaceResponse* resp) {
   return Guard("Namespaces.Create", [&] {
@@ -115,12 +128,12 @@ grpc::Status NamespacesService::Create(grpc::ServerContext*,
     containerd::events::NamespaceCreate ev;
     ev.set_name(ns.name());
     *ev.mutable_labels() = ns.labels();
-    PublishEvent(exchange_, ns.name(), "/namespaces/create", ev);
+    PublishEvent(exchange_, EventNamespace(ctx, ns.name()), "/namespaces/create", ev);
     return grpc::Status::OK;
   });
 }
 
-grpc::Status NamespacesService::Update(grpc::ServerContext*,
+grpc::Status NamespacesService::Update(grpc::ServerContext* ctx,
                                        const cs::namespaces::v1::UpdateNamespaceRequest* req,
                                        cs::namespaces::v1::UpdateNamespaceResponse* resp) {
   return Guard("Namespaces.Update", [&] {
@@ -155,7 +168,7 @@ grpc::Status NamespacesService::Update(grpc::ServerContext*,
     containerd::events::NamespaceUpdate ev;
     ev.set_name(ns.name());
     *ev.mutable_labels() = ns.labels();
-    PublishEvent(exchange_, ns.name(), "/namespaces/update", ev);
+    PublishEvent(exchange_, EventNamespace(ctx, ns.name()), "/namespaces/update", ev);
     return grpc::Status::OK;
   });
 }
@@ -231,6 +244,10 @@ grpc::Status EventsService::Forward(grpc::ServerContext*, const cs::events::v1::
     events::Envelope env = FromProto(e.namespace_(), e.topic(), e.event());
     env.timestamp_ns = FromTimestamp(e.timestamp());
     if (!e.has_event()) return ToGrpc(InvalidArgument("event must not be empty"));
+    // As containerd validates envelopes: a forwarded event keeps its original time.
+    if (!e.has_timestamp()) {
+      return ToGrpc(InvalidArgument("timestamp must be set on forwarded event"));
+    }
     return ToGrpc(exchange_.Forward(std::move(env)));
   });
 }
