@@ -47,4 +47,19 @@ Result<Labels> ParseLabelArgs(const std::vector<std::string>& args) {
   return labels;
 }
 
+std::string TimestampJson(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "";
+  return FormatRfc3339(ToTimePoint(t));
+}
+
+std::string AgeOf(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return HumanDuration(std::chrono::system_clock::now() - ToTimePoint(t));
+}
+
+int ReportError(const Status& s) {
+  PrintError(s);
+  return 1;
+}
+
 }  // namespace berth::cli

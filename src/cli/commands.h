@@ -3,7 +3,10 @@
 // itself to the app with an Add...Commands function declared here.
 #pragma once
 
+#include <google/protobuf/timestamp.pb.h>
+
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,8 +51,26 @@ void OnParsed(CLI::App* cmd, Cli& cli, std::function<int()> run);
 // InvalidArgument; "k=" is an empty value (which Update treats as "remove k").
 Result<Labels> ParseLabelArgs(const std::vector<std::string>& args);
 
+// A protobuf Timestamp as a time point.
+inline std::chrono::system_clock::time_point ToTimePoint(const google::protobuf::Timestamp& t) {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(t.seconds()) + std::chrono::nanoseconds(t.nanos())));
+}
+// RFC 3339 UTC ("" for an unset timestamp), for JSON output.
+std::string TimestampJson(const google::protobuf::Timestamp& t);
+// "5 seconds" since `t` (docker-style, for AGE columns); "-" for an unset timestamp.
+std::string AgeOf(const google::protobuf::Timestamp& t);
+
+// Prints `s` (PrintError) and returns the exit code 1.
+int ReportError(const Status& s);
+
 // Command groups.
 void AddVersionCommand(CLI::App& app, Cli& cli);
 void AddNamespacesCommands(CLI::App& app, Cli& cli);
+void AddContentCommands(CLI::App& app, Cli& cli);
+void AddLeasesCommands(CLI::App& app, Cli& cli);
+void AddImagesCommands(CLI::App& app, Cli& cli);
+void AddEventsCommand(CLI::App& app, Cli& cli);
 
 }  // namespace berth::cli

@@ -18,6 +18,10 @@ int main(int argc, char** argv) {
   berth::cli::AddGlobalOptions(app, cli);
   berth::cli::AddVersionCommand(app, cli);
   berth::cli::AddNamespacesCommands(app, cli);
+  berth::cli::AddContentCommands(app, cli);
+  berth::cli::AddImagesCommands(app, cli);
+  berth::cli::AddLeasesCommands(app, cli);
+  berth::cli::AddEventsCommand(app, cli);
   CLI11_PARSE(app, argc, argv);
 
   try {

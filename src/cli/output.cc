@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 
 namespace berth::cli {
 namespace {
@@ -77,6 +78,69 @@ std::string JoinLabels(const Labels& labels) {
 
 void PrintJson(const nlohmann::json& j, std::ostream& out) {
   out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+void PrintJsonLine(const nlohmann::json& j, std::ostream& out) {
+  out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+}
+
+std::string HumanSize(int64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  double v = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (v >= 1024 && unit + 1 < std::size(kUnits)) {
+    v /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[unit]);
+  return buf;
+}
+
+std::string HumanDuration(std::chrono::nanoseconds d) {
+  using namespace std::chrono;
+  auto plural = [](int64_t n, const char* unit) {
+    return std::to_string(n) + " " + unit + (n == 1 ? "" : "s");
+  };
+  int64_t secs = duration_cast<seconds>(d).count();
+  if (secs < 1) return "Less than a second";
+  if (secs < 60) return plural(secs, "second");
+  int64_t mins = secs / 60;
+  if (mins == 1) return "About a minute";
+  if (mins < 60) return plural(mins, "minute");
+  int64_t hours = secs / 3600;
+  if (hours == 1) return "About an hour";
+  if (hours < 48) return plural(hours, "hour");
+  if (hours < 24 * 7 * 2) return plural(hours / 24, "day");
+  if (hours < 24 * 30 * 2) return plural(hours / 24 / 7, "week");
+  if (hours < 24 * 365 * 2) return plural(hours / 24 / 30, "month");
+  return plural(hours / 24 / 365, "year");
+}
+
+std::string FormatRfc3339(std::chrono::system_clock::time_point t, bool with_fraction) {
+  using namespace std::chrono;
+  auto ns = duration_cast<nanoseconds>(t.time_since_epoch()).count();
+  int64_t secs = ns / 1'000'000'000;
+  int64_t frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  std::time_t tt = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out = buf;
+  if (with_fraction && frac != 0) {
+    char f[16];
+    std::snprintf(f, sizeof f, ".%09lld", static_cast<long long>(frac));
+    std::string fs = f;
+    fs.erase(fs.find_last_not_of('0') + 1);
+    out += fs;
+  }
+  return out + "Z";
 }
 
 }  // namespace berth::cli

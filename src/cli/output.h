@@ -2,6 +2,8 @@
 // (--format json). Errors never go here; they go to stderr via PrintError.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
@@ -30,7 +32,20 @@ class Table {
 // "k1=v1,k2=v2", sorted by key (Labels is ordered).
 std::string JoinLabels(const Labels& labels);
 
+// Binary units with one decimal, like ctr's progress.Bytes: "512 B", "1.2 MiB", "3.0 GiB".
+std::string HumanSize(int64_t bytes);
+
+// How long ago, for AGE-style columns: "Less than a second", "5 seconds", "About a minute",
+// "3 hours", "2 days", "6 weeks", "4 months", "2 years" (docker's units.HumanDuration).
+std::string HumanDuration(std::chrono::nanoseconds d);
+
+// RFC 3339 in UTC with nanoseconds trimmed of trailing zeros: "2024-05-01T12:00:00.5Z"
+// (Go's time.RFC3339Nano).
+std::string FormatRfc3339(std::chrono::system_clock::time_point t, bool with_fraction = true);
+
 // Pretty-printed, newline-terminated. Invalid UTF-8 is replaced rather than thrown on.
 void PrintJson(const nlohmann::json& j, std::ostream& out);
+// One line, newline-terminated and flushed: for streams of records (berth events).
+void PrintJsonLine(const nlohmann::json& j, std::ostream& out);
 
 }  // namespace berth::cli

@@ -14,6 +14,9 @@
 #include "common/log.h"
 #include "daemon/plugins.h"
 #include "services/basic_services.h"
+#include "services/content_service.h"
+#include "services/images_service.h"
+#include "services/leases_service.h"
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "unknown"
@@ -32,6 +35,12 @@ std::string NewUuid() {
   uuid_unparse_lower(u, out);
   return out;
 }
+
+// Stands in until the garbage collector is wired: deletions ask for a pass, nothing runs.
+class NoGc final : public metadata::GcTrigger {
+ public:
+  void Trigger(bool) override {}
+};
 
 std::string Dirname(const std::string& path) {
   auto pos = path.find_last_of('/');
@@ -95,6 +104,16 @@ Status Daemon::Start() {
       std::make_unique<services::IntrospectionService>(ProvidedPlugins(), *uuid));
   services_.push_back(std::make_unique<services::NamespacesService>(*namespaces_, *exchange_));
   services_.push_back(std::make_unique<services::EventsService>(*exchange_));
+  leases_ = std::make_unique<metadata::LeaseStore>(*db_);
+  images_ = std::make_unique<metadata::ImageStore>(*db_);
+  if (!gc_) gc_ = std::make_unique<NoGc>();
+  services_.push_back(std::make_unique<services::LeasesService>(*leases_, *gc_));
+  services_.push_back(std::make_unique<services::ImagesService>(*images_, *exchange_, *gc_));
+  auto content_local = content::LocalStore::Open(cfg_.root + "/content");  // runs recovery
+  if (!content_local) return content_local.error().Wrap("open content store");
+  content_local_ = std::move(*content_local);
+  content_ = std::make_unique<metadata::ContentStore>(*db_, *content_local_);
+  services_.push_back(std::make_unique<services::ContentService>(*content_, *exchange_, *gc_));
 
   // grpc.health.v1.Health answers SERVING for "" (clients' IsServing()).
   grpc::EnableDefaultHealthCheckService(true);

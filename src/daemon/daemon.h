@@ -10,9 +10,14 @@
 #include <vector>
 
 #include "common/status.h"
+#include "content/local/store.h"
 #include "daemon/config.h"
 #include "events/exchange.h"
+#include "metadata/content_store.h"
 #include "metadata/db.h"
+#include "metadata/gc_trigger.h"
+#include "metadata/image_store.h"
+#include "metadata/lease_store.h"
 #include "metadata/namespaces.h"
 
 namespace berth::daemon {
@@ -34,6 +39,11 @@ class Daemon {
   Config cfg_;
   std::unique_ptr<metadata::Db> db_;
   std::unique_ptr<metadata::NamespaceStore> namespaces_;
+  std::unique_ptr<metadata::LeaseStore> leases_;
+  std::unique_ptr<metadata::ImageStore> images_;
+  std::unique_ptr<metadata::GcTrigger> gc_;
+  std::unique_ptr<content::LocalStore> content_local_;  // blobs and ingests on disk
+  std::unique_ptr<metadata::ContentStore> content_;      // per-namespace view of them
   std::unique_ptr<events::Exchange> exchange_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;

@@ -7,14 +7,24 @@ std::vector<services::PluginInfo> ProvidedPlugins() {
   constexpr char kMetadata[] = "io.containerd.metadata.v1";
   constexpr char kService[] = "io.containerd.service.v1";
   constexpr char kGrpc[] = "io.containerd.grpc.v1";
+  // In containerd 1.6.20's order (`ctr plugins ls` prints them as listed): metadata before the
+  // exchange, and the introspection grpc plugin ahead of the others.
   return {
-      {.type = kEvent, .id = "exchange"},
+      {.type = "io.containerd.content.v1", .id = "content"},
       {.type = kMetadata, .id = "sqlite"},
+      {.type = kEvent, .id = "exchange"},
       {.type = kService, .id = "introspection-service"},
+      {.type = kService, .id = "content-service", .dependencies = {kEvent, kMetadata}},
+      {.type = kService, .id = "images-service",
+       .dependencies = {kMetadata, "io.containerd.gc.v1"}},
+      {.type = kService, .id = "leases-service", .dependencies = {kMetadata}},
       {.type = kService, .id = "namespaces-service", .dependencies = {kEvent, kMetadata}},
+      {.type = kGrpc, .id = "introspection", .dependencies = {kService}},
+      {.type = kGrpc, .id = "content", .dependencies = {kService}},
       {.type = kGrpc, .id = "events", .dependencies = {kEvent}},
       {.type = kGrpc, .id = "healthcheck"},
-      {.type = kGrpc, .id = "introspection", .dependencies = {kService}},
+      {.type = kGrpc, .id = "images", .dependencies = {kService}},
+      {.type = kGrpc, .id = "leases", .dependencies = {kService}},
       {.type = kGrpc, .id = "namespaces", .dependencies = {kService}},
       {.type = kGrpc, .id = "version"},
   };
