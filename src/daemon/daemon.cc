@@ -1,18 +1,22 @@
 #include "daemon/daemon.h"
 
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
 
+#include <atomic>
 #include <cerrno>
+#include <thread>
 #include <cstring>
 
 #include "common/fs.h"
 #include "common/log.h"
 #include "daemon/plugins.h"
+#include "gc/gc.h"
 #include "services/basic_services.h"
 #include "services/content_service.h"
 #include "services/images_service.h"
@@ -36,11 +40,63 @@ std::string NewUuid() {
   return out;
 }
 
-// Stands in until the garbage collector is wired: deletions ask for a pass, nothing runs.
-class NoGc final : public metadata::GcTrigger {
+// Blob files and ingest dirs are collected once no namespace's metadata references them. A blob
+// that an ingest expects stays too: a "shared" writer links an existing blob on commit.
+void AddContentBackends(gc::Collector& gc, content::LocalStore& store) {
+  gc.AddBackend({.name = "content blob",
+                 .list = [&store]() -> Result<std::vector<std::string>> {
+                   std::vector<std::string> ids;
+                   RETURN_IF_ERROR(store.Walk([&](const content::BlobInfo& b) {
+                     ids.push_back(b.digest);
+                     return Status::Ok();
+                   }));
+                   return ids;
+                 },
+                 .remove = [&store](const std::string& d) { return store.Delete(d); },
+                 .referenced_sql = "SELECT digest FROM content UNION "
+                                   "SELECT expected FROM ingests WHERE expected != ''"});
+  gc.AddBackend({.name = "content ingest",
+                 .list = [&store]() -> Result<std::vector<std::string>> {
+                   std::vector<std::string> refs;
+                   RETURN_IF_ERROR(store.WalkIngests([&](const content::IngestStatus& i) {
+                     refs.push_back(i.ref);
+                     return Status::Ok();
+                   }));
+                   return refs;
+                 },
+                 // Unavailable while a writer holds it: skipped, collected on a later pass.
+                 .remove = [&store](const std::string& r) { return store.Abort(r); },
+                 .referenced_sql = "SELECT backend_ref FROM ingests"});
+}
+
+}  // namespace
+
+// Counts calls in flight: gRPC creates one interceptor per call and destroys it when the call
+// is done.
+class CallCounter final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  void Trigger(bool) override {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo*) override {
+    return new Counted(in_flight_);
+  }
+  int in_flight() const { return in_flight_.load(); }
+
+ private:
+  class Counted final : public grpc::experimental::Interceptor {
+   public:
+    explicit Counted(std::atomic<int>& n) : n_(n) { ++n_; }
+    ~Counted() override { --n_; }
+    void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+      methods->Proceed();
+    }
+
+   private:
+    std::atomic<int>& n_;
+  };
+  std::atomic<int> in_flight_{0};
 };
+
+namespace {
 
 std::string Dirname(const std::string& path) {
   auto pos = path.find_last_of('/');
@@ -97,6 +153,19 @@ Status Daemon::Start() {
   if (!uuid) return uuid.error().Wrap("server uuid");
   namespaces_ = std::make_unique<metadata::NamespaceStore>(*db_);
   exchange_ = std::make_unique<events::Exchange>();
+  leases_ = std::make_unique<metadata::LeaseStore>(*db_);
+  images_ = std::make_unique<metadata::ImageStore>(*db_);
+  auto content_local = content::LocalStore::Open(cfg_.root + "/content");  // runs recovery
+  if (!content_local) return content_local.error().Wrap("open content store");
+  content_local_ = std::move(*content_local);
+  content_ = std::make_unique<metadata::ContentStore>(*db_, *content_local_);
+  gc_ = std::make_unique<gc::Collector>(*db_);
+  AddContentBackends(*gc_, *content_local_);
+  // Collect what a crash left unreferenced before anyone can connect: a pass that ran later
+  // would race the first clients' not-yet-referenced writes.
+  if (auto pass = gc_->Collect(); !pass) {
+    spdlog::error("startup garbage collection: {}", pass.error().ToString());
+  }
 
   services_.push_back(std::make_unique<services::VersionService>(
       std::string(BERTH_VERSION), std::string(BERTH_REVISION)));
@@ -104,20 +173,18 @@ Status Daemon::Start() {
       std::make_unique<services::IntrospectionService>(ProvidedPlugins(), *uuid));
   services_.push_back(std::make_unique<services::NamespacesService>(*namespaces_, *exchange_));
   services_.push_back(std::make_unique<services::EventsService>(*exchange_));
-  leases_ = std::make_unique<metadata::LeaseStore>(*db_);
-  images_ = std::make_unique<metadata::ImageStore>(*db_);
-  if (!gc_) gc_ = std::make_unique<NoGc>();
   services_.push_back(std::make_unique<services::LeasesService>(*leases_, *gc_));
   services_.push_back(std::make_unique<services::ImagesService>(*images_, *exchange_, *gc_));
-  auto content_local = content::LocalStore::Open(cfg_.root + "/content");  // runs recovery
-  if (!content_local) return content_local.error().Wrap("open content store");
-  content_local_ = std::move(*content_local);
-  content_ = std::make_unique<metadata::ContentStore>(*db_, *content_local_);
   services_.push_back(std::make_unique<services::ContentService>(*content_, *exchange_, *gc_));
 
   // grpc.health.v1.Health answers SERVING for "" (clients' IsServing()).
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> hooks;
+  auto counter = std::make_unique<CallCounter>();
+  calls_ = counter.get();
+  hooks.push_back(std::move(counter));
+  builder.experimental().SetInterceptorCreators(std::move(hooks));
   builder.AddListeningPort("unix:" + cfg_.address, grpc::InsecureServerCredentials());
   builder.SetMaxReceiveMessageSize(cfg_.max_recv_message_size);
   builder.SetMaxSendMessageSize(cfg_.max_send_message_size);
@@ -127,6 +194,7 @@ Status Daemon::Start() {
   if (::chmod(cfg_.address.c_str(), 0660) != 0) {
     return StatusFromErrno(errno, "chmod " + cfg_.address);
   }
+  gc_->Start();
   spdlog::info("berthd {} serving on {} (root {}, state {})", BERTH_VERSION, cfg_.address,
                cfg_.root, cfg_.state);
   return Status::Ok();
@@ -138,8 +206,16 @@ void Daemon::Stop(std::chrono::milliseconds grace) {
   spdlog::info("stopping: letting in-flight calls finish");
   // Streams (events subscribers) would otherwise hold Shutdown for the whole grace period.
   exchange_->CloseAll();
-  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  // gRPC's Shutdown(deadline) also waits, up to the deadline, for idle client connections to
+  // go away (seconds, with dockerd-style clients that keep a channel open). So wait for the
+  // calls themselves, then shut down at once.
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (calls_->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
+  gc_->Stop();
   ::unlink(cfg_.address.c_str());
   spdlog::info("stopped");
 }

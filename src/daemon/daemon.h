@@ -13,6 +13,7 @@
 #include "content/local/store.h"
 #include "daemon/config.h"
 #include "events/exchange.h"
+#include "gc/gc.h"
 #include "metadata/content_store.h"
 #include "metadata/db.h"
 #include "metadata/gc_trigger.h"
@@ -21,6 +22,8 @@
 #include "metadata/namespaces.h"
 
 namespace berth::daemon {
+
+class CallCounter;
 
 class Daemon {
  public:
@@ -41,12 +44,13 @@ class Daemon {
   std::unique_ptr<metadata::NamespaceStore> namespaces_;
   std::unique_ptr<metadata::LeaseStore> leases_;
   std::unique_ptr<metadata::ImageStore> images_;
-  std::unique_ptr<metadata::GcTrigger> gc_;
   std::unique_ptr<content::LocalStore> content_local_;  // blobs and ingests on disk
   std::unique_ptr<metadata::ContentStore> content_;      // per-namespace view of them
+  std::unique_ptr<gc::Collector> gc_;
   std::unique_ptr<events::Exchange> exchange_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
+  CallCounter* calls_ = nullptr;  // owned by server_
   bool stopped_ = false;
 };
 

@@ -3,6 +3,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <thread>
 
 #include "common/log.h"
@@ -49,14 +51,18 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  berth::daemon::Daemon daemon(*cfg);
-  if (auto s = daemon.Start(); !s.ok()) {
+  auto daemon = std::make_unique<berth::daemon::Daemon>(*cfg);
+  if (auto s = daemon->Start(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());
     return 1;
   }
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  daemon.Stop();
-  return 0;
+  daemon->Stop();
+  daemon.reset();  // closes the metadata database
+  spdlog::shutdown();
+  // Everything is durable now. Skip static destructors: gRPC's global shutdown can sit for
+  // seconds joining an idle executor thread, and nothing it would do matters any more.
+  std::_Exit(0);
 }

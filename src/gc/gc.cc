@@ -332,11 +332,11 @@ Result<Stats> Collector::Collect() {
 
 Collector::~Collector() { Stop(); }
 
-void Collector::Start(std::chrono::milliseconds startup_delay) {
+void Collector::Start() {
   std::lock_guard lock(mu_);
   if (thread_.joinable()) return;
   stopping_ = false;
-  thread_ = std::thread([this, startup_delay] { Loop(startup_delay); });
+  thread_ = std::thread([this] { Loop(); });
 }
 
 void Collector::Stop() {
@@ -348,11 +348,8 @@ void Collector::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Collector::Loop(std::chrono::milliseconds startup_delay) {
+void Collector::Loop() {
   std::unique_lock lock(mu_);
-  // A first pass after start-up collects what a crash left behind.
-  requested_ = true;
-  cv_.wait_for(lock, startup_delay, [&] { return stopping_; });
   while (!stopping_) {
     if (!requested_) {
       cv_.wait(lock, [&] { return requested_ || stopping_; });

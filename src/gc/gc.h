@@ -57,17 +57,17 @@ class Collector : public metadata::GcTrigger {
   // One full pass, now, on the caller's thread. Serialised with other passes.
   Result<Stats> Collect();
 
-  // Background scheduling: a pass `startup_delay` after Start (cleans up after a crash), and
-  // soon after every Trigger. Trigger(true) returns once a pass that began after the call has
-  // finished (a sync delete).
-  void Start(std::chrono::milliseconds startup_delay = std::chrono::milliseconds(100));
+  // Background scheduling: a pass soon after every Trigger. Trigger(true) returns once a pass
+  // that began after the call has finished (a sync delete). The daemon runs one Collect()
+  // itself before it serves, to clean up after a crash.
+  void Start();
   void Stop();
   void Trigger(bool wait) override;
 
   int64_t passes() const;
 
  private:
-  void Loop(std::chrono::milliseconds startup_delay);
+  void Loop();
 
   metadata::Db& db_;
   std::vector<Backend> backends_;

@@ -183,7 +183,7 @@ TEST_F(GcTest, IngestsLiveUntilExpiryAndProtectExpectedContent) {
 
 TEST_F(GcTest, SyncTriggerRunsAPassWithTheBackgroundLoop) {
   AddContent("ns", "sha256:a");
-  gc_->Start(std::chrono::milliseconds(0));
+  gc_->Start();
   gc_->Trigger(true);
   EXPECT_GE(gc_->passes(), 1);
   EXPECT_TRUE(Content("ns").empty());

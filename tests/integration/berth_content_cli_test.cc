@@ -272,6 +272,8 @@ TEST_F(BerthContentCliTest, RemoveReportsEachAndGoesOn) {
       0);
   const std::string ghost =
       "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+  // Removing d1 triggers GC, which would collect the unreferenced d2 before its turn.
+  ASSERT_EQ(Ctr({"content", "label", d2, "containerd.io/gc.root=1"}).exit_code, 0);
   RunResult r = Berth({"content", "rm", d1, ghost, d2});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, d1 + "\n" + d2 + "\n");

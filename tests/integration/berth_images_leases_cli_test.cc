@@ -169,62 +169,12 @@ class BerthImagesLeasesCliTest : public DaemonTest {
     return resp.image();
   }
 
-  std::string Sha256Hex(const std::string& path) {
-    RunResult r = berth::testing::Run({"sha256sum", "--", path}, "", 60);
-    return r.out.size() >= 64 ? r.out.substr(0, 64) : "";
-  }
-
-  // Writes `data` as a blob of the OCI layout at `dir`; returns its descriptor JSON.
-  nlohmann::json AddBlob(const std::string& dir, const std::string& media_type,
-                         const std::string& data) {
-    std::string tmp = dir + "/blob.tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      f << data;
-    }
-    std::string hex = Sha256Hex(tmp);
-    std::filesystem::rename(tmp, dir + "/blobs/sha256/" + hex);
-    return {{"mediaType", media_type},
-            {"digest", "sha256:" + hex},
-            {"size", static_cast<int64_t>(data.size())}};
-  }
-
-  // A one-layer linux/amd64 OCI image as a tar that `ctr images import` accepts; sets
-  // manifest_ to the manifest's descriptor and manifest_bytes_ to its bytes.
+  // Builds the shared one-layer test image; keeps its manifest for the assertions.
   std::string BuildOciTar(const std::string& name) {
-    std::string dir = tmp_ + "/oci";
-    std::filesystem::create_directories(dir + "/blobs/sha256");
-    std::filesystem::create_directories(tmp_ + "/layer");
-    {
-      std::ofstream f(tmp_ + "/layer/hello.txt");
-      f << "hello from berth\n";
-    }
-    EXPECT_EQ(berth::testing::Run(
-                  {"tar", "-C", tmp_ + "/layer", "-cf", tmp_ + "/layer.tar", "hello.txt"}, "", 30)
-                  .exit_code,
-              0);
-    auto layer = AddBlob(dir, "application/vnd.oci.image.layer.v1.tar", Slurp(tmp_ + "/layer.tar"));
-    nlohmann::json config = {{"architecture", "amd64"},
-                             {"os", "linux"},
-                             {"config", nlohmann::json::object()},
-                             {"rootfs", {{"type", "layers"}, {"diff_ids", {layer["digest"]}}}}};
-    auto cfg = AddBlob(dir, "application/vnd.oci.image.config.v1+json", config.dump());
-    nlohmann::json manifest = {
-        {"schemaVersion", 2}, {"mediaType", kManifest}, {"config", cfg}, {"layers", {layer}}};
-    manifest_bytes_ = manifest.dump();
-    manifest_ = AddBlob(dir, kManifest, manifest_bytes_);
-    nlohmann::json desc = manifest_;
-    desc["annotations"] = {{"io.containerd.image.name", name},
-                           {"org.opencontainers.image.ref.name", "latest"}};
-    nlohmann::json index = {{"schemaVersion", 2}, {"manifests", {desc}}};
-    std::ofstream(dir + "/index.json") << index.dump();
-    std::ofstream(dir + "/oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";
-    std::string tar = tmp_ + "/image.tar";
-    EXPECT_EQ(berth::testing::Run(
-                  {"tar", "-C", dir, "-cf", tar, "oci-layout", "index.json", "blobs"}, "", 30)
-                  .exit_code,
-              0);
-    return tar;
+    OciImage img = BuildOciImage(tmp_, name);
+    manifest_ = {{"digest", img.manifest_digest}};
+    manifest_bytes_ = img.manifest_bytes;
+    return img.tar;
   }
 
   std::shared_ptr<grpc::Channel> channel_;

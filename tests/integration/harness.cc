@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 extern char** environ;
 
 namespace berth::testing {
@@ -130,6 +132,67 @@ RunResult Run(const std::vector<std::string>& argv, const std::string& stdin_dat
   ::waitpid(pid, &status, 0);
   r.exit_code = timed_out ? -2 : DecodeWait(status);
   return r;
+}
+
+namespace {
+
+std::string Sha256HexOf(const std::string& path) {
+  RunResult r = Run({"sha256sum", "--", path}, "", 60);
+  return r.out.size() >= 64 ? r.out.substr(0, 64) : "";
+}
+
+// Stores `data` as a blob of the OCI layout at `dir`; returns its descriptor.
+nlohmann::json AddOciBlob(const std::string& dir, const std::string& media_type,
+                          const std::string& data) {
+  std::string tmp = dir + "/blob.tmp";
+  std::ofstream(tmp, std::ios::binary | std::ios::trunc) << data;
+  std::string hex = Sha256HexOf(tmp);
+  std::filesystem::rename(tmp, dir + "/blobs/sha256/" + hex);
+  return {{"mediaType", media_type},
+          {"digest", "sha256:" + hex},
+          {"size", static_cast<int64_t>(data.size())}};
+}
+
+}  // namespace
+
+OciImage BuildOciImage(const std::string& workdir, const std::string& name,
+                       const std::map<std::string, std::string>& files) {
+  const std::string kManifest = "application/vnd.oci.image.manifest.v1+json";
+  std::string dir = workdir + "/oci", layer_dir = workdir + "/layer";
+  std::filesystem::create_directories(dir + "/blobs/sha256");
+  std::filesystem::create_directories(layer_dir);
+  std::vector<std::string> tar_layer = {"tar", "-C", layer_dir, "-cf", workdir + "/layer.tar"};
+  for (const auto& [path, content] : files) {
+    std::filesystem::create_directories(
+        std::filesystem::path(layer_dir + "/" + path).parent_path());
+    std::ofstream(layer_dir + "/" + path, std::ios::binary) << content;
+    tar_layer.push_back(path);
+  }
+  EXPECT_EQ(Run(tar_layer, "", 30).exit_code, 0);
+  auto layer = AddOciBlob(dir, "application/vnd.oci.image.layer.v1.tar", Slurp(workdir + "/layer.tar"));
+  nlohmann::json config = {{"architecture", "amd64"},
+                           {"os", "linux"},
+                           {"config", nlohmann::json::object()},
+                           {"rootfs", {{"type", "layers"}, {"diff_ids", {layer["digest"]}}}}};
+  auto cfg = AddOciBlob(dir, "application/vnd.oci.image.config.v1+json", config.dump());
+  nlohmann::json manifest = {
+      {"schemaVersion", 2}, {"mediaType", kManifest}, {"config", cfg}, {"layers", {layer}}};
+  OciImage img;
+  img.manifest_bytes = manifest.dump();
+  nlohmann::json desc = AddOciBlob(dir, kManifest, img.manifest_bytes);
+  img.manifest_digest = desc["digest"];
+  img.config_digest = cfg["digest"];
+  img.layer_digest = layer["digest"];
+  desc["annotations"] = {{"io.containerd.image.name", name},
+                         {"org.opencontainers.image.ref.name", "latest"}};
+  nlohmann::json index = {{"schemaVersion", 2}, {"manifests", {desc}}};
+  std::ofstream(dir + "/index.json") << index.dump();
+  std::ofstream(dir + "/oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";
+  img.tar = workdir + "/image.tar";
+  EXPECT_EQ(Run({"tar", "-C", dir, "-cf", img.tar, "oci-layout", "index.json", "blobs"}, "", 30)
+                .exit_code,
+            0);
+  return img;
 }
 
 std::string BinaryPath(const std::string& name) {

@@ -29,6 +29,20 @@ RunResult Run(const std::vector<std::string>& argv, const std::string& stdin_dat
 // Path of a built binary (set by CMake): "berthd" or "berth".
 std::string BinaryPath(const std::string& name);
 
+// A one-layer linux/amd64 OCI image, written as an OCI-layout tar that `ctr images import`
+// accepts. The layer holds `files` (path → content) as an uncompressed tar.
+struct OciImage {
+  std::string tar;              // path of the archive
+  std::string manifest_digest;  // "sha256:..."
+  std::string manifest_bytes;
+  std::string config_digest;
+  std::string layer_digest;
+};
+// Builds it under `workdir` (created if needed); `name` becomes the image name on import.
+OciImage BuildOciImage(const std::string& workdir, const std::string& name,
+                       const std::map<std::string, std::string>& files = {
+                           {"hello.txt", "hello from berth\n"}});
+
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override;
