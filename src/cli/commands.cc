@@ -62,4 +62,24 @@ int ReportError(const Status& s) {
   return 1;
 }
 
+int RemoveEach(Cli& cli, const std::vector<std::string>& items,
+               const std::function<Status(const std::string& item, size_t index)>& remove) {
+  int code = 0;
+  nlohmann::json removed = nlohmann::json::array();
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (Status s = remove(items[i], i); !s.ok()) {
+      PrintError(s);
+      code = 1;
+      continue;
+    }
+    if (cli.format() == Format::kJson) {
+      removed.push_back(items[i]);
+    } else {
+      std::cout << items[i] << '\n' << std::flush;
+    }
+  }
+  if (cli.format() == Format::kJson) PrintJson(removed, std::cout);
+  return code;
+}
+
 }  // namespace berth::cli

@@ -65,6 +65,12 @@ std::string AgeOf(const google::protobuf::Timestamp& t);
 // Prints `s` (PrintError) and returns the exit code 1.
 int ReportError(const Status& s);
 
+// The `rm` of every command group: calls remove(item, index) for each item; a failure is
+// reported and does not spare the rest. Removed items are printed one per line, or as a JSON
+// array. Returns the exit code (1 if any failed).
+int RemoveEach(Cli& cli, const std::vector<std::string>& items,
+               const std::function<Status(const std::string& item, size_t index)>& remove);
+
 // Command groups.
 void AddVersionCommand(CLI::App& app, Cli& cli);
 void AddNamespacesCommands(CLI::App& app, Cli& cli);

@@ -117,25 +117,12 @@ int RunRemove(Cli& cli, const std::vector<std::string>& digests) {
   auto stub = Stub(cli);
   if (!stub) return ReportError(stub.error());
   Client* client = *cli.client();
-  int code = 0;
-  nlohmann::json removed = nlohmann::json::array();
-  for (const auto& d : digests) {
+  return RemoveEach(cli, digests, [&](const std::string& d, size_t) {
     capi::DeleteContentRequest req;
     req.set_digest(d);
     google::protobuf::Empty resp;
-    if (Status s = FromGrpc((*stub)->Delete(client->NewContext().get(), req, &resp)); !s.ok()) {
-      PrintError(s);
-      code = 1;
-      continue;
-    }
-    if (cli.format() == Format::kJson) {
-      removed.push_back(d);
-    } else {
-      std::cout << d << '\n' << std::flush;
-    }
-  }
-  if (cli.format() == Format::kJson) PrintJson(removed, std::cout);
-  return code;
+    return FromGrpc((*stub)->Delete(client->NewContext().get(), req, &resp));
+  });
 }
 
 int RunLabel(Cli& cli, const std::string& digest, const std::vector<std::string>& label_args) {

@@ -90,27 +90,14 @@ int RunRemove(Cli& cli, const std::vector<std::string>& names, bool sync) {
   auto stub = Stub(cli);
   if (!stub) return ReportError(stub.error());
   Client* client = *cli.client();
-  int code = 0;
-  nlohmann::json removed = nlohmann::json::array();
-  for (size_t i = 0; i < names.size(); ++i) {
+  return RemoveEach(cli, names, [&](const std::string& name, size_t i) {
     iapi::DeleteImageRequest req;
-    req.set_name(names[i]);
+    req.set_name(name);
     // One synchronous collection at the end covers every image removed before it (as ctr).
     req.set_sync(sync && i + 1 == names.size());
     google::protobuf::Empty resp;
-    if (Status s = FromGrpc((*stub)->Delete(client->NewContext().get(), req, &resp)); !s.ok()) {
-      PrintError(s);
-      code = 1;
-      continue;
-    }
-    if (cli.format() == Format::kJson) {
-      removed.push_back(names[i]);
-    } else {
-      std::cout << names[i] << '\n' << std::flush;
-    }
-  }
-  if (cli.format() == Format::kJson) PrintJson(removed, std::cout);
-  return code;
+    return FromGrpc((*stub)->Delete(client->NewContext().get(), req, &resp));
+  });
 }
 
 Result<iapi::Image> GetImage(Cli& cli, iapi::Images::Stub& stub, const std::string& name) {

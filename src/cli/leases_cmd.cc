@@ -110,27 +110,14 @@ int RunRemove(Cli& cli, const std::vector<std::string>& ids, bool sync) {
   auto stub = Stub(cli);
   if (!stub) return ReportError(stub.error());
   Client* client = *cli.client();
-  int code = 0;
-  nlohmann::json removed = nlohmann::json::array();
-  for (size_t i = 0; i < ids.size(); ++i) {
+  return RemoveEach(cli, ids, [&](const std::string& id, size_t i) {
     lapi::DeleteRequest req;
-    req.set_id(ids[i]);
+    req.set_id(id);
     // One synchronous collection at the end covers every lease removed before it (as ctr).
     req.set_sync(sync && i + 1 == ids.size());
     google::protobuf::Empty resp;
-    if (Status s = FromGrpc((*stub)->Delete(client->NewContext().get(), req, &resp)); !s.ok()) {
-      PrintError(s);
-      code = 1;
-      continue;
-    }
-    if (cli.format() == Format::kJson) {
-      removed.push_back(ids[i]);
-    } else {
-      std::cout << ids[i] << '\n' << std::flush;
-    }
-  }
-  if (cli.format() == Format::kJson) PrintJson(removed, std::cout);
-  return code;
+    return FromGrpc((*stub)->Delete(client->NewContext().get(), req, &resp));
+  });
 }
 
 }  // namespace

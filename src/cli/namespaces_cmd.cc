@@ -52,30 +52,25 @@ Result<std::vector<NamespaceRow>> ListNamespaces(Cli& cli) {
   return rows;
 }
 
-int Fail(const Status& s) {
-  PrintError(s);
-  return 1;
-}
-
 int RunList(Cli& cli, bool quiet) {
   auto rows = ListNamespaces(cli);
-  if (!rows) return Fail(rows.error());
+  if (!rows) return ReportError(rows.error());
   PrintNamespaces(cli, *rows, quiet);
   return 0;
 }
 
 int RunCreate(Cli& cli, const std::string& name, const std::vector<std::string>& label_args) {
   auto labels = ParseLabelArgs(label_args);
-  if (!labels) return Fail(labels.error());
+  if (!labels) return ReportError(labels.error());
   auto stub = Stub(cli);
-  if (!stub) return Fail(stub.error());
+  if (!stub) return ReportError(stub.error());
   nsapi::CreateNamespaceRequest req;
   req.mutable_namespace_()->set_name(name);
   for (const auto& [k, v] : *labels) (*req.mutable_namespace_()->mutable_labels())[k] = v;
   nsapi::CreateNamespaceResponse resp;
   Client* client = *cli.client();
   if (Status s = FromGrpc((*stub)->Create(client->NewContext().get(), req, &resp)); !s.ok()) {
-    return Fail(s);
+    return ReportError(s);
   }
   // Silent on success in a table, like ctr; scripts asking for JSON get the new namespace.
   if (cli.format() == Format::kJson) {
@@ -86,42 +81,28 @@ int RunCreate(Cli& cli, const std::string& name, const std::vector<std::string>&
 
 int RunRemove(Cli& cli, const std::vector<std::string>& names) {
   auto stub = Stub(cli);
-  if (!stub) return Fail(stub.error());
+  if (!stub) return ReportError(stub.error());
   Client* client = *cli.client();
-  int code = 0;
-  nlohmann::json removed = nlohmann::json::array();
-  // Every name gets its try: one failure (reported) does not spare the rest.
-  for (const auto& name : names) {
+  return RemoveEach(cli, names, [&](const std::string& name, size_t) {
     nsapi::DeleteNamespaceRequest req;
     req.set_name(name);
     google::protobuf::Empty resp;
-    if (Status s = FromGrpc((*stub)->Delete(client->NewContext().get(), req, &resp)); !s.ok()) {
-      PrintError(s);
-      code = 1;
-      continue;
-    }
-    if (cli.format() == Format::kJson) {
-      removed.push_back(name);
-    } else {
-      std::cout << name << '\n' << std::flush;
-    }
-  }
-  if (cli.format() == Format::kJson) PrintJson(removed, std::cout);
-  return code;
+    return FromGrpc((*stub)->Delete(client->NewContext().get(), req, &resp));
+  });
 }
 
 int RunLabel(Cli& cli, const std::string& name, const std::vector<std::string>& label_args) {
   auto labels = ParseLabelArgs(label_args);
-  if (!labels) return Fail(labels.error());
+  if (!labels) return ReportError(labels.error());
   // Update would quietly create a missing namespace; a typo should not, so look first.
   auto all = ListNamespaces(cli);
-  if (!all) return Fail(all.error());
+  if (!all) return ReportError(all.error());
   auto it = std::ranges::find(*all, name, &NamespaceRow::name);
-  if (it == all->end()) return Fail(NotFound("namespace " + Quote(name)));
+  if (it == all->end()) return ReportError(NotFound("namespace " + Quote(name)));
   NamespaceRow result = *it;
   if (!labels->empty()) {
     auto stub = Stub(cli);
-    if (!stub) return Fail(stub.error());
+    if (!stub) return ReportError(stub.error());
     nsapi::UpdateNamespaceRequest req;
     req.mutable_namespace_()->set_name(name);
     for (const auto& [k, v] : *labels) {
@@ -132,7 +113,7 @@ int RunLabel(Cli& cli, const std::string& name, const std::vector<std::string>& 
     nsapi::UpdateNamespaceResponse resp;
     Client* client = *cli.client();
     if (Status s = FromGrpc((*stub)->Update(client->NewContext().get(), req, &resp)); !s.ok()) {
-      return Fail(s);
+      return ReportError(s);
     }
     result.labels = ToLabels(resp.namespace_().labels());
   }
