@@ -21,6 +21,9 @@
 #include "services/content_service.h"
 #include "services/images_service.h"
 #include "services/leases_service.h"
+#include "services/snapshots_service.h"
+#include "snapshots/native/native.h"
+#include "snapshots/overlay/overlay.h"
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "unknown"
@@ -140,6 +143,35 @@ Status ClaimSocket(const std::string& path) {
 
 Daemon::~Daemon() { Stop(std::chrono::milliseconds(0)); }
 
+// Snapshotters `native` and `overlayfs` under <root>/snapshots/<name>. Each backend's dirs are
+// collected once no namespace's snapshot row names them, newest (children) first.
+Status Daemon::OpenSnapshotters() {
+  auto native = snapshots::NativeBackend::Open(cfg_.root + "/snapshots/native");
+  if (!native) return native.error().Wrap("open native snapshotter");
+  snapshot_backends_.push_back(std::move(*native));
+  auto overlay = snapshots::OverlayBackend::Open(cfg_.root + "/snapshots/overlayfs",
+                                                 snapshots::OverlayBackend::DetectIndexOff());
+  if (!overlay) return overlay.error().Wrap("open overlayfs snapshotter");
+  snapshot_backends_.push_back(std::move(*overlay));
+  for (auto& b : snapshot_backends_) {
+    auto store = std::make_unique<metadata::SnapshotStore>(*db_, *b);
+    snapshots::Backend* backend = b.get();
+    gc_->AddBackend({.name = "snapshot " + store->name(),
+                     .list = [backend]() -> Result<std::vector<std::string>> {
+                       ASSIGN_OR_RETURN(std::vector<int64_t> ids, backend->List());
+                       std::vector<std::string> out;
+                       for (int64_t id : ids) out.push_back(std::to_string(id));
+                       return out;
+                     },
+                     .remove = [backend](const std::string& id) {
+                       return backend->Remove(std::stoll(id));
+                     },
+                     .referenced_sql = store->ReferencedSql()});
+    snapshotters_.push_back(std::move(store));
+  }
+  return Status::Ok();
+}
+
 Status Daemon::Start() {
   RETURN_IF_ERROR(EnsureDir(cfg_.root, 0700, /*tighten_existing=*/true));
   RETURN_IF_ERROR(EnsureDir(cfg_.state, 0700, /*tighten_existing=*/true));
@@ -161,6 +193,7 @@ Status Daemon::Start() {
   content_ = std::make_unique<metadata::ContentStore>(*db_, *content_local_);
   gc_ = std::make_unique<gc::Collector>(*db_);
   AddContentBackends(*gc_, *content_local_);
+  RETURN_IF_ERROR(OpenSnapshotters());
   // Collect what a crash left unreferenced before anyone can connect: a pass that ran later
   // would race the first clients' not-yet-referenced writes.
   if (auto pass = gc_->Collect(); !pass) {
@@ -176,6 +209,10 @@ Status Daemon::Start() {
   services_.push_back(std::make_unique<services::LeasesService>(*leases_, *gc_));
   services_.push_back(std::make_unique<services::ImagesService>(*images_, *exchange_, *gc_));
   services_.push_back(std::make_unique<services::ContentService>(*content_, *exchange_, *gc_));
+  std::map<std::string, snapshots::Snapshotter*> snapshotters;
+  for (auto& sn : snapshotters_) snapshotters[sn->name()] = sn.get();
+  services_.push_back(
+      std::make_unique<services::SnapshotsService>(std::move(snapshotters), *exchange_, *gc_));
 
   // grpc.health.v1.Health answers SERVING for "" (clients' IsServing()).
   grpc::EnableDefaultHealthCheckService(true);

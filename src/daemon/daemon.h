@@ -20,6 +20,8 @@
 #include "metadata/image_store.h"
 #include "metadata/lease_store.h"
 #include "metadata/namespaces.h"
+#include "metadata/snapshot_store.h"
+#include "snapshots/snapshotter.h"
 
 namespace berth::daemon {
 
@@ -39,6 +41,8 @@ class Daemon {
   const Config& config() const { return cfg_; }
 
  private:
+  Status OpenSnapshotters();
+
   Config cfg_;
   std::unique_ptr<metadata::Db> db_;
   std::unique_ptr<metadata::NamespaceStore> namespaces_;
@@ -46,6 +50,8 @@ class Daemon {
   std::unique_ptr<metadata::ImageStore> images_;
   std::unique_ptr<content::LocalStore> content_local_;  // blobs and ingests on disk
   std::unique_ptr<metadata::ContentStore> content_;      // per-namespace view of them
+  std::vector<std::unique_ptr<snapshots::Backend>> snapshot_backends_;  // native, overlayfs
+  std::vector<std::unique_ptr<metadata::SnapshotStore>> snapshotters_;
   std::unique_ptr<gc::Collector> gc_;
   std::unique_ptr<events::Exchange> exchange_;
   std::vector<std::unique_ptr<grpc::Service>> services_;

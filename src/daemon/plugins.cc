@@ -11,6 +11,8 @@ std::vector<services::PluginInfo> ProvidedPlugins() {
   // exchange, and the introspection grpc plugin ahead of the others.
   return {
       {.type = "io.containerd.content.v1", .id = "content"},
+      {.type = "io.containerd.snapshotter.v1", .id = "native", .platforms = {"linux/amd64"}},
+      {.type = "io.containerd.snapshotter.v1", .id = "overlayfs", .platforms = {"linux/amd64"}},
       {.type = kMetadata, .id = "sqlite"},
       {.type = kEvent, .id = "exchange"},
       {.type = "io.containerd.gc.v1", .id = "scheduler", .dependencies = {kMetadata}},
@@ -20,6 +22,8 @@ std::vector<services::PluginInfo> ProvidedPlugins() {
        .dependencies = {kMetadata, "io.containerd.gc.v1"}},
       {.type = kService, .id = "leases-service", .dependencies = {kMetadata, "io.containerd.gc.v1"}},
       {.type = kService, .id = "namespaces-service", .dependencies = {kEvent, kMetadata}},
+      {.type = kService, .id = "snapshots-service",
+       .dependencies = {kMetadata, "io.containerd.gc.v1"}},
       {.type = kGrpc, .id = "introspection", .dependencies = {kService}},
       {.type = kGrpc, .id = "content", .dependencies = {kService}},
       {.type = kGrpc, .id = "events", .dependencies = {kEvent}},
@@ -27,6 +31,7 @@ std::vector<services::PluginInfo> ProvidedPlugins() {
       {.type = kGrpc, .id = "images", .dependencies = {kService}},
       {.type = kGrpc, .id = "leases", .dependencies = {kService}},
       {.type = kGrpc, .id = "namespaces", .dependencies = {kService}},
+      {.type = kGrpc, .id = "snapshots", .dependencies = {kService}},
       {.type = kGrpc, .id = "version"},
   };
 }

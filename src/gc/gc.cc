@@ -35,7 +35,13 @@ struct NamespaceGraph {
   std::set<std::string> flat_roots;                              // kept, refs not followed
   std::map<std::string, std::string> ingests;                    // ref → expected digest
   std::set<std::string> live_ingests;
-  std::set<std::string> snapshot_refs;  // "<snapshotter>/<key>", kept for the snapshot issue
+  // Snapshots are named "<snapshotter>/<key>".
+  std::set<std::string> snapshot_refs;   // snapshot roots (images, leases)
+  std::set<std::string> flat_snapshots;  // roots from flat leases: only parents followed
+  std::map<std::string, std::set<std::string>> content_snapshot_refs;  // digest → snapshots
+  std::map<std::string, std::string> snapshots;                        // → parent ("" = none)
+  std::map<std::string, std::vector<std::string>> snapshot_content_refs;
+  std::map<std::string, std::set<std::string>> snapshot_snapshot_refs;
   std::vector<std::string> expired_leases;
 };
 
@@ -83,7 +89,8 @@ Result<NamespaceGraph> ReadGraph(metadata::Tx& tx, const std::string& ns, int64_
   }
   ASSIGN_OR_RETURN(LabelRows content_labels, LabelsOfKind(tx, ns, metadata::kKindContent));
   for (const auto& [digest, labels] : content_labels) {
-    CollectRefs(labels, &g.content_refs[digest], &g.snapshot_refs);
+    // Snapshots a blob references stay only while the blob itself is reachable.
+    CollectRefs(labels, &g.content_refs[digest], &g.content_snapshot_refs[digest]);
     for (const auto& [k, v] : labels) {
       if (k == kRootLabel) g.roots.insert(digest);
     }
@@ -161,34 +168,88 @@ Result<NamespaceGraph> ReadGraph(metadata::Tx& tx, const std::string& ns, int64_
       } else if (type == "ingests") {
         g.live_ingests.insert(rid);
       } else if (type.starts_with("snapshots/")) {
-        g.snapshot_refs.insert(type.substr(10) + "/" + rid);
+        (flat ? g.flat_snapshots : g.snapshot_refs).insert(type.substr(10) + "/" + rid);
       }
+    }
+  }
+  // Snapshots: rows, their labels (kind "snapshot/<snapshotter>": gc.root and gc.ref edges).
+  {
+    ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare("SELECT snapshotter, key, parent_key FROM "
+                                                   "snapshots WHERE namespace=?"));
+    st.Bind(1, ns);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      std::string sn = st.ColumnText(0), parent = st.ColumnText(2);
+      g.snapshots[sn + "/" + st.ColumnText(1)] = parent.empty() ? "" : sn + "/" + parent;
+    }
+    ASSIGN_OR_RETURN(metadata::Stmt ls,
+                     tx.Prepare("SELECT kind, object, key, value FROM labels WHERE namespace=? "
+                                "AND kind LIKE 'snapshot/%'"));
+    ls.Bind(1, ns);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, ls.Step());
+      if (!row) break;
+      std::string id = ls.ColumnText(0).substr(9) + "/" + ls.ColumnText(1);
+      std::vector<std::pair<std::string, std::string>> one = {{ls.ColumnText(2), ls.ColumnText(3)}};
+      if (one[0].first == kRootLabel) g.snapshot_refs.insert(id);
+      CollectRefs(one, &g.snapshot_content_refs[id], &g.snapshot_snapshot_refs[id]);
     }
   }
   return g;
 }
 
-// Marks reachable content from the roots; returns the marked set.
-std::set<std::string> Mark(const NamespaceGraph& g) {
-  std::set<std::string> marked;
-  std::deque<std::string> queue;
+struct Marked {
+  std::set<std::string> content;
+  std::set<std::string> snapshots;
+};
+
+// Marks content and snapshots reachable from the roots. A snapshot keeps its parent; labels
+// on content and snapshots add edges of both kinds.
+Marked Mark(const NamespaceGraph& g) {
+  Marked m;
+  std::deque<std::pair<bool, std::string>> queue;  // (is snapshot, id)
   auto visit = [&](const std::string& d) {
-    if (marked.insert(d).second) queue.push_back(d);
+    if (m.content.insert(d).second) queue.emplace_back(false, d);
+  };
+  auto visit_snapshot = [&](const std::string& s) {
+    if (g.snapshots.contains(s) && m.snapshots.insert(s).second) queue.emplace_back(true, s);
   };
   for (const auto& d : g.roots) visit(d);
+  for (const auto& s : g.snapshot_refs) visit_snapshot(s);
   for (const auto& ref : g.live_ingests) {
     auto it = g.ingests.find(ref);
     if (it != g.ingests.end() && !it->second.empty()) visit(it->second);
   }
-  while (!queue.empty()) {
-    std::string d = std::move(queue.front());
-    queue.pop_front();
-    auto it = g.content_refs.find(d);
-    if (it == g.content_refs.end()) continue;
-    for (const auto& child : it->second) visit(child);
+  // Flat-leased snapshots: kept with their parent chains, labels not followed.
+  for (const auto& s : g.flat_snapshots) {
+    for (std::string cur = s; g.snapshots.contains(cur) && m.snapshots.insert(cur).second;) {
+      cur = g.snapshots.at(cur);
+    }
   }
-  marked.insert(g.flat_roots.begin(), g.flat_roots.end());  // kept, not followed
-  return marked;
+  while (!queue.empty()) {
+    auto [is_snapshot, d] = std::move(queue.front());
+    queue.pop_front();
+    if (is_snapshot) {
+      const std::string& parent = g.snapshots.at(d);
+      if (!parent.empty()) visit_snapshot(parent);
+      if (auto it = g.snapshot_content_refs.find(d); it != g.snapshot_content_refs.end()) {
+        for (const auto& c : it->second) visit(c);
+      }
+      if (auto it = g.snapshot_snapshot_refs.find(d); it != g.snapshot_snapshot_refs.end()) {
+        for (const auto& s : it->second) visit_snapshot(s);
+      }
+      continue;
+    }
+    if (auto it = g.content_refs.find(d); it != g.content_refs.end()) {
+      for (const auto& child : it->second) visit(child);
+    }
+    if (auto it = g.content_snapshot_refs.find(d); it != g.content_snapshot_refs.end()) {
+      for (const auto& s : it->second) visit_snapshot(s);
+    }
+  }
+  m.content.insert(g.flat_roots.begin(), g.flat_roots.end());  // kept, not followed
+  return m;
 }
 
 }  // namespace
@@ -260,7 +321,8 @@ Result<Stats> Collector::Collect() {
     }
     for (const auto& ns : namespaces) {
       ASSIGN_OR_RETURN(NamespaceGraph g, ReadGraph(tx, ns, now));
-      std::set<std::string> marked = Mark(g);
+      Marked m = Mark(g);
+      const std::set<std::string>& marked = m.content;
       for (const auto& digest : g.content) {
         if (marked.contains(digest)) continue;
         ASSIGN_OR_RETURN(metadata::Stmt del,
@@ -270,6 +332,22 @@ Result<Stats> Collector::Collect() {
         RETURN_IF_ERROR(metadata::DeleteObjectLabels(tx, ns, metadata::kKindContent, digest));
         ++stats.content_removed;
         spdlog::debug("gc: remove content ns={} digest={}", ns, digest);
+      }
+      // Unreachable snapshots: all their descendants are unreachable too, so the rows go in
+      // one transaction; the backend pass below frees their data.
+      for (const auto& [id, parent] : g.snapshots) {
+        if (m.snapshots.contains(id)) continue;
+        size_t slash = id.find('/');
+        std::string sn = id.substr(0, slash), key = id.substr(slash + 1);
+        ASSIGN_OR_RETURN(metadata::Stmt del,
+                         tx.Prepare("DELETE FROM snapshots WHERE namespace=? AND snapshotter=? "
+                                    "AND key=?"));
+        del.Bind(1, ns).Bind(2, sn).Bind(3, key);
+        RETURN_IF_ERROR(del.Exec());
+        RETURN_IF_ERROR(metadata::DeleteObjectLabels(
+            tx, ns, std::string(metadata::kKindSnapshotPrefix) + sn, key));
+        ++stats.snapshots_removed;
+        spdlog::debug("gc: remove snapshot ns={} snapshotter={} key={}", ns, sn, key);
       }
       for (const auto& [ref, expected] : g.ingests) {
         if (g.live_ingests.contains(ref)) continue;
@@ -321,11 +399,10 @@ Result<Stats> Collector::Collect() {
   stats.duration = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - start);
   if (stats.content_removed || stats.ingests_removed || stats.leases_removed ||
-      stats.backend_removed) {
-    spdlog::info(
-        "gc: removed content={} ingests={} leases={} backend={} in {}us", stats.content_removed,
-        stats.ingests_removed, stats.leases_removed, stats.backend_removed,
-        stats.duration.count());
+      stats.snapshots_removed || stats.backend_removed) {
+    spdlog::info("gc: removed content={} ingests={} leases={} snapshots={} backend={} in {}us",
+                 stats.content_removed, stats.ingests_removed, stats.leases_removed,
+                 stats.snapshots_removed, stats.backend_removed, stats.duration.count());
   }
   return stats;
 }

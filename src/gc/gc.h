@@ -8,10 +8,11 @@
 //   - content labelled containerd.io/gc.root;
 //   - ingests outside any lease that have not passed their expiry.
 // Edges: labels `containerd.io/gc.ref.content[.|/]...` (value = digest) on images and content;
-// `containerd.io/gc.ref.snapshot.<snapshotter>[/...]` (value = key, followed once snapshots land);
-// an ingest references the content it expects.
+// `containerd.io/gc.ref.snapshot.<snapshotter>[/...]` (value = key) on images, content and
+// snapshots; a snapshot references its parent; an ingest references the content it expects.
+// Snapshots attached to a lease or labelled containerd.io/gc.root are roots too.
 //
-// Sweep: unreachable content rows, ingests and expired leases are deleted from the metadata in
+// Sweep: unreachable content rows, snapshot rows, ingests and expired leases are deleted from the metadata in
 // one transaction; then, holding Db::gc_lock() exclusively, each backend removes what no
 // namespace references any more (blob files, ingest dirs).
 #pragma once
@@ -43,6 +44,7 @@ struct Stats {
   int64_t content_removed = 0;
   int64_t ingests_removed = 0;
   int64_t leases_removed = 0;
+  int64_t snapshots_removed = 0;
   int64_t backend_removed = 0;
   std::chrono::microseconds duration{0};
 };

@@ -91,6 +91,26 @@ CREATE TABLE sequences (
   value INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    // 3: snapshots. Keys are per namespace and snapshotter; `id` names the backend data
+    // (decimal dir name), unique per snapshotter. Labels live in `labels` with kind
+    // 'snapshot/<snapshotter>'.
+    R"sql(
+CREATE TABLE snapshots (
+  namespace   TEXT NOT NULL REFERENCES namespaces(name),
+  snapshotter TEXT NOT NULL,
+  key         TEXT NOT NULL,            -- key (active/view) or name (committed)
+  id          INTEGER NOT NULL,
+  parent_key  TEXT NOT NULL DEFAULT '', -- name of the committed parent, '' for none
+  kind        INTEGER NOT NULL,         -- 1 view, 2 active, 3 committed
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  size        INTEGER NOT NULL DEFAULT 0, -- usage recorded at commit
+  inodes      INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (namespace, snapshotter, key)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX snapshots_by_id ON snapshots(snapshotter, id);
+CREATE INDEX snapshots_by_parent ON snapshots(namespace, snapshotter, parent_key);
+)sql",
 };
 
 Status SqliteError(sqlite3* db, int rc, std::string_view what) {

@@ -15,6 +15,8 @@ namespace berth::metadata {
 inline constexpr char kKindContent[] = "content";
 inline constexpr char kKindImage[] = "image";
 inline constexpr char kKindLease[] = "lease";
+// Snapshot labels use kind "snapshot/<snapshotter>".
+inline constexpr char kKindSnapshotPrefix[] = "snapshot/";
 
 Result<Labels> ReadObjectLabels(Tx& tx, std::string_view ns, std::string_view kind,
                                 std::string_view object);

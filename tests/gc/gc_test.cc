@@ -197,6 +197,107 @@ TEST_F(GcTest, SyncTriggerRunsAPassWithTheBackgroundLoop) {
   gc_->Stop();
 }
 
+std::set<std::string> SnapshotKeys(metadata::Db& db, const std::string& ns) {
+  std::set<std::string> out;
+  EXPECT_TRUE(db.View([&](Tx& tx) -> Status {
+                  ASSIGN_OR_RETURN(auto st, tx.Prepare("SELECT snapshotter || '/' || key FROM "
+                                                       "snapshots WHERE namespace=?"));
+                  st.Bind(1, ns);
+                  for (;;) {
+                    ASSIGN_OR_RETURN(bool row, st.Step());
+                    if (!row) break;
+                    out.insert(st.ColumnText(0));
+                  }
+                  return Status::Ok();
+                }).ok());
+  return out;
+}
+
+class GcSnapshotTest : public GcTest {
+ protected:
+  void SetUp() override {
+    GcTest::SetUp();
+    gc_->AddBackend({.name = "snapshot overlayfs",
+                     .list = [this]() -> Result<std::vector<std::string>> {
+                       return std::vector<std::string>(dirs_.begin(), dirs_.end());
+                     },
+                     .remove = [this](const std::string& id) -> Status {
+                       dirs_.erase(id);
+                       return Status::Ok();
+                     },
+                     .referenced_sql = "SELECT CAST(id AS TEXT) FROM snapshots WHERE "
+                                       "snapshotter='overlayfs'"});
+  }
+  void AddSnapshot(const std::string& ns, const std::string& key, const std::string& parent,
+                   const Labels& labels = {}) {
+    std::string id = std::to_string(++next_id_);
+    Exec("INSERT INTO snapshots(namespace, snapshotter, key, id, parent_key, kind, created_at, "
+         "updated_at) VALUES('" + ns + "', 'overlayfs', '" + key + "', " + id + ", '" + parent +
+         "', 3, 1, 1)");
+    ASSERT_TRUE(db_->Update([&](Tx& tx) {
+                     return metadata::WriteObjectLabels(tx, ns, "snapshot/overlayfs", key, labels);
+                   }).ok());
+    dirs_.insert(id);
+  }
+  std::set<std::string> dirs_;
+  int next_id_ = 0;
+};
+
+TEST_F(GcSnapshotTest, UnreferencedSnapshotsGoWithTheirData) {
+  AddSnapshot("ns", "l1", "");
+  AddSnapshot("ns", "l2", "l1");
+  auto stats = gc_->Collect();
+  ASSERT_TRUE(stats) << stats.error().ToString();
+  EXPECT_EQ(stats->snapshots_removed, 2);
+  EXPECT_TRUE(SnapshotKeys(*db_, "ns").empty());
+  EXPECT_TRUE(dirs_.empty());
+}
+
+TEST_F(GcSnapshotTest, ImageConfigLabelKeepsChainAndParents) {
+  // image → manifest → config --gc.ref.snapshot.overlayfs--> top → mid → base
+  AddContent("ns", "sha256:manifest", {{"containerd.io/gc.ref.content.config", "sha256:config"}});
+  AddContent("ns", "sha256:config", {{"containerd.io/gc.ref.snapshot.overlayfs", "top"}});
+  Exec("INSERT INTO images VALUES('ns', 'img', 'x', 'sha256:manifest', 1, '{}', 1, 1)");
+  AddSnapshot("ns", "base", "");
+  AddSnapshot("ns", "mid", "base");
+  AddSnapshot("ns", "top", "mid");
+  AddSnapshot("ns", "stray", "base");
+  ASSERT_TRUE(gc_->Collect());
+  EXPECT_EQ(SnapshotKeys(*db_, "ns"),
+            (std::set<std::string>{"overlayfs/base", "overlayfs/mid", "overlayfs/top"}));
+  EXPECT_EQ(dirs_, (std::set<std::string>{"1", "2", "3"}));
+  Exec("DELETE FROM images");
+  ASSERT_TRUE(gc_->Collect());
+  EXPECT_TRUE(SnapshotKeys(*db_, "ns").empty());
+  EXPECT_TRUE(dirs_.empty());
+}
+
+TEST_F(GcSnapshotTest, LeaseRootLabelAndSnapshotRefs) {
+  AddSnapshot("ns", "leased", "");
+  AddSnapshot("ns", "rooted", "", {{"containerd.io/gc.root", "1"},
+                                   {"containerd.io/gc.ref.snapshot.overlayfs/x", "refd"},
+                                   {"containerd.io/gc.ref.content", "sha256:c"}});
+  AddSnapshot("ns", "refd", "");
+  AddSnapshot("other", "leased", "");  // same key, other namespace: not held
+  AddContent("ns", "sha256:c");
+  Exec("INSERT INTO leases VALUES('ns', 'l', 1);"
+       "INSERT INTO lease_resources VALUES('ns', 'l', 'snapshots/overlayfs', 'leased');");
+  ASSERT_TRUE(gc_->Collect());
+  EXPECT_EQ(SnapshotKeys(*db_, "ns"), (std::set<std::string>{"overlayfs/leased",
+                                                             "overlayfs/rooted",
+                                                             "overlayfs/refd"}));
+  EXPECT_TRUE(SnapshotKeys(*db_, "other").empty());
+  EXPECT_EQ(Content("ns"), (std::set<std::string>{"sha256:c"}));
+}
+
+TEST_F(GcSnapshotTest, UnreachableContentDoesNotHoldSnapshots) {
+  AddContent("ns", "sha256:config", {{"containerd.io/gc.ref.snapshot.overlayfs", "s"}});
+  AddSnapshot("ns", "s", "");
+  ASSERT_TRUE(gc_->Collect());
+  EXPECT_TRUE(SnapshotKeys(*db_, "ns").empty());
+  EXPECT_TRUE(Content("ns").empty());
+}
+
 TEST(Rfc3339Test, Parses) {
   EXPECT_EQ(*ParseRfc3339("1970-01-01T00:00:00Z"), 0);
   EXPECT_EQ(*ParseRfc3339("1970-01-01T00:00:01.5Z"), 1500000000);

@@ -24,13 +24,6 @@ RunResult RunBerth(std::vector<std::string> args,
   return berth::testing::Run(args, "", 30, env);
 }
 
-std::vector<std::string> Lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
 // The row of a `ns ls`-style table (ctr's or ours) whose first column is `name`, or "".
 std::string RowOf(const std::string& table, const std::string& name) {
   for (const auto& line : Lines(table)) {

@@ -33,13 +33,6 @@ std::string RandomBytes(size_t n, unsigned seed) {
   return out;
 }
 
-std::vector<std::string> Lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
 // The table row whose first cell is `key`, or "".
 std::string RowOf(const std::string& table, const std::string& key) {
   for (const auto& line : Lines(table)) {

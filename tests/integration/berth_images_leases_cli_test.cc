@@ -36,21 +36,6 @@ constexpr char kIndex[] = "application/vnd.oci.image.index.v1+json";
 constexpr char kManifest[] = "application/vnd.oci.image.manifest.v1+json";
 constexpr char kDockerManifest[] = "application/vnd.docker.distribution.manifest.v2+json";
 
-std::vector<std::string> Lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-// Whitespace-separated cells (no cell used here contains a space).
-std::vector<std::string> Cells(const std::string& row) {
-  std::vector<std::string> out;
-  std::istringstream in(row);
-  for (std::string cell; in >> cell;) out.push_back(cell);
-  return out;
-}
-
 std::string RowOf(const std::string& table, const std::string& key) {
   for (const auto& line : Lines(table)) {
     if (line == key || line.starts_with(key + " ")) return line;

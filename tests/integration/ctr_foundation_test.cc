@@ -101,13 +101,6 @@ class Background {
   std::string buf_;
 };
 
-std::vector<std::string> Lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
 std::vector<std::string> Fields(const std::string& line) {
   std::vector<std::string> out;
   std::istringstream in(line);

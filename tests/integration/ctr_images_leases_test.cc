@@ -33,21 +33,6 @@ constexpr char kDigestB[] =
 constexpr char kIndex[] = "application/vnd.oci.image.index.v1+json";
 constexpr char kManifest[] = "application/vnd.docker.distribution.manifest.v2+json";
 
-std::vector<std::string> Lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-// Splits a tabwriter row into its cells (ctr pads with spaces; no cell here contains one).
-std::vector<std::string> Cells(const std::string& row) {
-  std::vector<std::string> out;
-  std::istringstream in(row);
-  for (std::string cell; in >> cell;) out.push_back(cell);
-  return out;
-}
-
 std::string Slurp(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;

@@ -155,6 +155,20 @@ nlohmann::json AddOciBlob(const std::string& dir, const std::string& media_type,
 
 }  // namespace
 
+std::vector<std::string> Lines(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+std::vector<std::string> Cells(const std::string& row) {
+  std::vector<std::string> out;
+  std::istringstream in(row);
+  for (std::string cell; in >> cell;) out.push_back(cell);
+  return out;
+}
+
 OciImage BuildOciImage(const std::string& workdir, const std::string& name,
                        const std::map<std::string, std::string>& files) {
   const std::string kManifest = "application/vnd.oci.image.manifest.v1+json";

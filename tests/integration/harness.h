@@ -26,6 +26,11 @@ struct RunResult {
 RunResult Run(const std::vector<std::string>& argv, const std::string& stdin_data = "",
               int timeout_s = 60, const std::map<std::string, std::string>& extra_env = {});
 
+// Output helpers: the lines of `s`; the whitespace-separated cells of a table row (ctr pads
+// its tabwriter columns with spaces).
+std::vector<std::string> Lines(const std::string& s);
+std::vector<std::string> Cells(const std::string& row);
+
 // Path of a built binary (set by CMake): "berthd" or "berth".
 std::string BinaryPath(const std::string& name);
 

@@ -108,7 +108,8 @@ TEST_F(NamespaceStoreTest, DeleteRefusesWhileObjectsRemain) {
                        "INSERT INTO images VALUES('busy', 'docker.io/library/busybox:latest',"
                        " 'application/vnd.oci.image.index.v1+json', 'sha256:00', 1, '{}', 1, 1);"
                        "INSERT INTO content VALUES('other', 'sha256:00', 1, 1, 1);"
-                       "INSERT INTO snapshots VALUES('busy', 'overlayfs', 'k');");
+                       "INSERT INTO snapshots(namespace, snapshotter, key, id, kind, created_at, "
+                       "updated_at) VALUES('busy', 'overlayfs', 'k', 1, 2, 1, 1);");
                  }).ok());
   Status s = store_->Delete("busy");
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);

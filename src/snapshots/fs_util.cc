@@ -1,0 +1,112 @@
+#include "snapshots/fs_util.h"
+
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <utility>
+
+extern char** environ;
+
+namespace berth::snapshots {
+
+namespace stdfs = std::filesystem;
+
+std::string_view KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kView: return "view";
+    case Kind::kActive: return "active";
+    case Kind::kCommitted: return "committed";
+    default: return "unknown";
+  }
+}
+
+Result<Usage> DiskUsage(const std::string& path) {
+  Usage u;
+  std::set<std::pair<dev_t, ino_t>> seen;
+  auto account = [&](const std::string& p) -> Status {
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0) {
+      if (errno == ENOENT) return Status::Ok();  // vanished while we walked
+      return StatusFromErrno(errno, "lstat " + p);
+    }
+    if (seen.insert({st.st_dev, st.st_ino}).second) {
+      u.size += static_cast<int64_t>(st.st_blocks) * 512;
+    }
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(account(path));
+  std::error_code ec;
+  stdfs::recursive_directory_iterator it(path, stdfs::directory_options::none, ec), end;
+  if (ec) return std::unexpected(StatusFromErrno(ec.value(), "walk " + path));
+  for (; it != end; it.increment(ec)) {
+    if (ec) return std::unexpected(StatusFromErrno(ec.value(), "walk " + path));
+    RETURN_IF_ERROR(account(it->path().string()));
+  }
+  u.inodes = static_cast<int64_t>(seen.size());
+  return u;
+}
+
+Result<std::string> MakeTempDir(const std::string& dir) {
+  std::string tmpl = dir + "/new-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    return std::unexpected(StatusFromErrno(errno, "create temp dir in " + dir));
+  }
+  return tmpl;
+}
+
+Status RenameAndRemove(const std::string& path, const std::string& dir, int64_t id) {
+  std::string doomed = dir + "/rm-" + std::to_string(id);
+  if (::rename(path.c_str(), doomed.c_str()) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return StatusFromErrno(errno, "rename " + path);
+  }
+  std::error_code ec;
+  stdfs::remove_all(doomed, ec);
+  if (ec) return StatusFromErrno(ec.value(), "remove " + doomed);
+  return Status::Ok();
+}
+
+Status CopyTree(const std::string& src, const std::string& dst) {
+  std::string from = src + "/.", to = dst + "/";
+  const char* argv[] = {"cp", "-a", "--reflink=auto", "--", from.c_str(), to.c_str(), nullptr};
+  pid_t pid;
+  int rc = ::posix_spawnp(&pid, "cp", nullptr, nullptr, const_cast<char* const*>(argv), environ);
+  if (rc != 0) return StatusFromErrno(rc, "spawn cp");
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return StatusFromErrno(errno, "wait for cp");
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return Internal("copy " + src + " to " + dst + ": cp failed with status " +
+                    std::to_string(status));
+  }
+  return Status::Ok();
+}
+
+int64_t ParseId(const std::string& name) {
+  if (name.empty() || name.size() > 18 ||
+      !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return 0;
+  }
+  return std::strtoll(name.c_str(), nullptr, 10);
+}
+
+Result<std::vector<int64_t>> ListIds(const std::string& dir) {
+  std::vector<int64_t> ids;
+  std::error_code ec;
+  for (const auto& e : stdfs::directory_iterator(dir, ec)) {
+    if (int64_t id = ParseId(e.path().filename().string()); id > 0) ids.push_back(id);
+  }
+  if (ec && ec.value() != ENOENT) return std::unexpected(StatusFromErrno(ec.value(), "list " + dir));
+  std::sort(ids.rbegin(), ids.rend());
+  return ids;
+}
+
+}  // namespace berth::snapshots
