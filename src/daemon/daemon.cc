@@ -19,6 +19,7 @@
 #include "gc/gc.h"
 #include "services/basic_services.h"
 #include "services/content_service.h"
+#include "services/diff_service.h"
 #include "services/images_service.h"
 #include "services/leases_service.h"
 #include "services/snapshots_service.h"
@@ -213,6 +214,8 @@ Status Daemon::Start() {
   for (auto& sn : snapshotters_) snapshotters[sn->name()] = sn.get();
   services_.push_back(
       std::make_unique<services::SnapshotsService>(std::move(snapshotters), *exchange_, *gc_));
+  // Diff.Apply unpacks layers; temp mount points live under <root>/tmpmounts as in containerd.
+  services_.push_back(std::make_unique<services::DiffService>(*content_, cfg_.root + "/tmpmounts"));
 
   // grpc.health.v1.Health answers SERVING for "" (clients' IsServing()).
   grpc::EnableDefaultHealthCheckService(true);

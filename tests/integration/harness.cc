@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -311,6 +312,72 @@ RunResult DaemonTest::Berth(const std::vector<std::string>& args, const std::str
   std::vector<std::string> argv = {BinaryPath("berth"), "--address", socket_, "--namespace", ns};
   argv.insert(argv.end(), args.begin(), args.end());
   return berth::testing::Run(argv);
+}
+
+bool LocalRegistry::Start(const std::string& dir) {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(s);
+    return false;
+  }
+  ::close(s);
+  dir_ = dir;
+  addr_ = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  std::filesystem::create_directories(dir + "/data");
+  std::ofstream(dir + "/config.yml") << "version: 0.1\n"
+                                        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+                                        "storage:\n  filesystem:\n    rootdirectory: "
+                                     << dir << "/data\nhttp:\n  addr: " << addr_ << "\n";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  std::string log = dir + "/registry.log";
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  std::vector<std::string> argv = {"docker-registry", "serve", dir + "/config.yml"};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  int rc = posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    pid_ = -1;
+    return false;
+  }
+  for (int i = 0; i < 100; ++i) {
+    int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool up = ::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(c);
+    if (up) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "registry did not come up:\n" << Slurp(log);
+  return false;
+}
+
+void LocalRegistry::Stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  for (int i = 0; i < 50; ++i) {
+    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+std::string LocalRegistry::BlobPath(const std::string& digest) const {
+  std::string hex = digest.substr(7);
+  return dir_ + "/data/docker/registry/v2/blobs/sha256/" + hex.substr(0, 2) + "/" + hex + "/data";
 }
 
 }  // namespace berth::testing

@@ -48,6 +48,27 @@ OciImage BuildOciImage(const std::string& workdir, const std::string& name,
                        const std::map<std::string, std::string>& files = {
                            {"hello.txt", "hello from berth\n"}});
 
+// A local docker-registry (distribution) on 127.0.0.1 with a free port, storing under
+// `dir`/data. Stopped (SIGTERM, then SIGKILL) by Stop or the destructor.
+class LocalRegistry {
+ public:
+  LocalRegistry() = default;
+  LocalRegistry(const LocalRegistry&) = delete;
+  LocalRegistry& operator=(const LocalRegistry&) = delete;
+  ~LocalRegistry() { Stop(); }
+  // Returns false (and records a failure if it started but never answered) on error.
+  bool Start(const std::string& dir);
+  void Stop();
+  const std::string& addr() const { return addr_; }  // "127.0.0.1:PORT"
+  // The registry's own copy of a blob (distribution's filesystem driver layout).
+  std::string BlobPath(const std::string& digest) const;
+
+ private:
+  std::string dir_;
+  std::string addr_;
+  pid_t pid_ = -1;
+};
+
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override;

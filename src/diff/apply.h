@@ -1,0 +1,52 @@
+// Layer extraction (containerd's diff/apply + archive/tar.go, compat §6).
+//
+// ApplyLayer reads a layer blob (plain, gzip or zstd, detected by magic), parses the tar with
+// libarchive (read side only) and performs every write itself through a dirfd on the target
+// root: parents are resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) afresh for
+// each entry (no path cache, CVE-2025-47290), the final component is never followed
+// (CVE-2021-32760), names are cleaned and clamped to the root, hardlink targets resolved inside
+// the root. Whiteouts are converted per `mode` (§6.3).
+//
+// The result's digest is sha256 over the whole decompressed stream (read to EOF, past the tar
+// end marker) and size its byte count: the layer's diffID.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "content/content.h"
+
+namespace berth::diff {
+
+enum class Compression { kDetect, kNone, kGzip, kZstd };
+
+// Compression a media type announces (§6.1); Unimplemented for anything we cannot unpack.
+Result<Compression> CompressionForMediaType(std::string_view media_type);
+
+enum class WhiteoutMode {
+  kNaive,    // delete whited-out paths; opaque dir → remove entries not from this layer
+  kOverlay,  // write into an overlay upperdir: 0:0 char devices, trusted.overlay.opaque=y
+};
+
+struct ApplyOptions {
+  WhiteoutMode mode = WhiteoutMode::kNaive;
+  // Overlay mode: the lower layers, top first; implicitly created parents copy mode and owner
+  // from the first lowerdir that has the directory.
+  std::vector<std::string> lowerdirs;
+};
+
+struct ApplyResult {
+  std::string digest;  // "sha256:<hex>" of the decompressed stream
+  int64_t size = 0;    // decompressed bytes
+};
+
+// Errors: Unimplemented (media type), InvalidArgument (bad archive: escaping whiteout, unknown
+// entry type, name too long, bad compression data), DataLoss (truncated stream), errno-mapped
+// codes from the file system.
+Result<ApplyResult> ApplyLayer(content::ReaderAt& blob, std::string_view media_type,
+                               const std::string& root, const ApplyOptions& opts = {});
+
+}  // namespace berth::diff
