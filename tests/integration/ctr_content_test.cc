@@ -154,7 +154,7 @@ class CtrContentTest : public DaemonTest {
     DaemonTest::SetUp();
   }
   void TearDown() override {
-    StopRegistry();
+    registry_.Stop();
     DaemonTest::TearDown();
   }
 
@@ -227,70 +227,8 @@ class CtrContentTest : public DaemonTest {
     return false;
   }
 
-  // --- local registry -------------------------------------------------------------------
-  bool StartRegistry() {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ::close(s);
-      return false;
-    }
-    ::close(s);
-    registry_addr_ = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-    std::string dir = tmp_ + "/registry";
-    std::filesystem::create_directories(dir + "/data");
-    WriteFile(dir + "/config.yml",
-              "version: 0.1\n"
-              "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-              "storage:\n  filesystem:\n    rootdirectory: " +
-                  dir +
-                  "/data\n"
-                  "http:\n  addr: " +
-                  registry_addr_ + "\n");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    std::string log = dir + "/registry.log";
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    std::vector<std::string> argv = {"docker-registry", "serve", dir + "/config.yml"};
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    int rc = posix_spawnp(&registry_pid_, args[0], &fa, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      registry_pid_ = -1;
-      return false;
-    }
-    for (int i = 0; i < 100; ++i) {
-      int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      bool up = ::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-      ::close(c);
-      if (up) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ADD_FAILURE() << "registry did not come up:\n" << ReadFileText(log);
-    return false;
-  }
-  void StopRegistry() {
-    if (registry_pid_ <= 0) return;
-    ::kill(registry_pid_, SIGTERM);
-    for (int i = 0; i < 50; ++i) {
-      if (::waitpid(registry_pid_, nullptr, WNOHANG) == registry_pid_) {
-        registry_pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ::kill(registry_pid_, SIGKILL);
-    ::waitpid(registry_pid_, nullptr, 0);
-    registry_pid_ = -1;
-  }
+  // --- local registry: LocalRegistry from the harness ---------------------------------
+
 
   // --- an image in the local registry ----------------------------------------------------
   struct PushedImage {
@@ -320,8 +258,8 @@ class CtrContentTest : public DaemonTest {
       RunResult r = Exec(cmd, "", 120);
       ASSERT_EQ(r.exit_code, 0) << cmd[0] << " " << cmd[1] << ": " << r.err;
     }
-    ASSERT_TRUE(StartRegistry());
-    out->ref = registry_addr_ + "/test/busybox:1";
+    ASSERT_TRUE(registry_.Start(tmp_ + "/registry"));
+    out->ref = registry_.addr() + "/test/busybox:1";
     RunResult r = Exec({"skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
                         "oci:" + layout + ":1", "docker://" + out->ref},
                        "", 120);
@@ -335,15 +273,7 @@ class CtrContentTest : public DaemonTest {
     for (const auto& l : manifest["layers"]) out->digests.insert(l["digest"].get<std::string>());
     out->layer = manifest["layers"][0]["digest"];
   }
-  // The registry's own copy of a blob (distribution's filesystem driver layout).
-  std::string RegistryBlobPath(const std::string& digest) const {
-    std::string hex = digest.substr(7);
-    return tmp_ + "/registry/data/docker/registry/v2/blobs/sha256/" + hex.substr(0, 2) + "/" + hex +
-           "/data";
-  }
-
-  std::string registry_addr_;
-  pid_t registry_pid_ = -1;
+  LocalRegistry registry_;
 };
 
 TEST_F(CtrContentTest, IngestListGetRoundTrip) {
@@ -550,7 +480,7 @@ TEST_F(CtrContentTest, FetchOfCorruptBlobCommitsNothing) {
   PushedImage img;
   ASSERT_NO_FATAL_FAILURE(PushBusyboxImage(&img));
   if (IsSkipped()) return;
-  std::string path = RegistryBlobPath(img.layer);
+  std::string path = registry_.BlobPath(img.layer);
   std::string bytes = ReadFileText(path);
   ASSERT_FALSE(bytes.empty()) << path;
   bytes[bytes.size() / 2] ^= 0x5a;  // same size, different bytes
