@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "common/digest.h"
 #include "common/validate.h"
 
 namespace berth::content {
@@ -17,18 +18,12 @@ bool IsSha256Hex(std::string_view hex) {
 }
 
 Status ValidateDigest(std::string_view digest) {
-  auto colon = digest.find(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    return InvalidArgument(Quote(digest) +
-                           " is not a valid digest: invalid checksum digest format");
+  // The shared go-digest rules first, then what this store can hold: sha256 only.
+  if (Status s = berth::ValidateDigest(digest); !s.ok()) {
+    return InvalidArgument(Quote(digest) + " is not a valid digest: " + s.message());
   }
-  std::string_view alg = digest.substr(0, colon);
-  if (alg != "sha256") {
+  if (!digest.starts_with(kSha256Prefix)) {
     return InvalidArgument(Quote(digest) + " is not a valid digest: unsupported digest algorithm");
-  }
-  if (!IsSha256Hex(digest.substr(colon + 1))) {
-    return InvalidArgument(Quote(digest) +
-                           " is not a valid digest: invalid checksum digest length or characters");
   }
   return Status::Ok();
 }

@@ -48,11 +48,6 @@ struct Image {
   int64_t updated_at = 0;
 };
 
-// A digest as go-digest's Parse accepts it: "<algorithm>:<hex>" with algorithm sha256, sha384
-// or sha512 and exactly that many lowercase hex digits. Errors: InvalidArgument with go-digest's
-// wording ("invalid checksum digest format|length", "unsupported digest algorithm").
-Status ValidateDigest(std::string_view digest);
-
 class ImageStore {
  public:
   explicit ImageStore(Db& db) : db_(db) {}

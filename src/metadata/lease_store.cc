@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "common/digest.h"
 #include "common/filters.h"
 #include "metadata/image_store.h"
 #include "metadata/namespaces.h"
