@@ -48,8 +48,12 @@ TEST_F(CtrGcTest, ImageRemoveSyncCollectsItsBlobs) {
   OciImage img = Import("example.com/gc/one:latest");
   std::set<std::string> tree = {img.manifest_digest, img.config_digest, img.layer_digest};
   // ctr import labels the manifest with gc.ref labels; the whole tree is held by the image.
-  EXPECT_EQ(ContentList(), tree);
-  for (const auto& d : tree) EXPECT_TRUE(BlobsOnDisk().contains(d)) << d;
+  // (The archive's index blob, unreferenced once import drops its lease, may still be there
+  // until the pass that lease delete triggered has run.)
+  for (const auto& d : tree) {
+    EXPECT_TRUE(ContentList().contains(d)) << d;
+    EXPECT_TRUE(BlobsOnDisk().contains(d)) << d;
+  }
 
   RunResult r = Ctr({"images", "rm", "--sync", "example.com/gc/one:latest"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -107,9 +111,12 @@ TEST_F(CtrGcTest, GcRootLabelPinsContent) {
 }
 
 TEST_F(CtrGcTest, BlobSharedByTwoNamespacesStaysUntilBothLetGo) {
+  // One archive into both namespaces (two builds could differ in tar mtimes): same bytes,
+  // stored once on disk, owned by each namespace.
   OciImage a = Import("example.com/gc/shared:latest", "ns1");
-  OciImage b = Import("example.com/gc/shared:latest", "ns2");
-  ASSERT_EQ(a.layer_digest, b.layer_digest);  // same bytes, stored once
+  RunResult r = Ctr({"images", "import", "--no-unpack", a.tar}, "ns2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(ContentList("ns2").contains(a.layer_digest));
   ASSERT_EQ(Ctr({"images", "rm", "--sync", "example.com/gc/shared:latest"}, "ns1").exit_code, 0);
   EXPECT_TRUE(ContentList("ns1").empty());
   EXPECT_TRUE(BlobsOnDisk().contains(a.layer_digest));
