@@ -21,18 +21,6 @@ namespace capi = containerd::services::content::v1;
 constexpr char kEmptyDigest[] =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-std::string RandomBytes(size_t n, unsigned seed) {
-  std::string out(n, '\0');
-  uint64_t x = 0x9E3779B97F4A7C15ull * (seed + 1);
-  for (size_t i = 0; i < n; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<char>(x >> 24);
-  }
-  return out;
-}
-
 // The table row whose first cell is `key`, or "".
 std::string RowOf(const std::string& table, const std::string& key) {
   for (const auto& line : Lines(table)) {

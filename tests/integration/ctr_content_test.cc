@@ -32,18 +32,6 @@ RunResult Exec(const std::vector<std::string>& argv, const std::string& stdin_da
   return Run(argv, stdin_data, timeout_s);
 }
 
-std::string RandomBytes(size_t n, unsigned seed) {
-  std::string out(n, '\0');
-  uint64_t x = 0x9E3779B97F4A7C15ull * (seed + 1);
-  for (size_t i = 0; i < n; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<char>(x >> 24);
-  }
-  return out;
-}
-
 void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f << data;

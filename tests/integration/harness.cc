@@ -170,6 +170,18 @@ std::vector<std::string> Cells(const std::string& row) {
   return out;
 }
 
+std::string RandomBytes(size_t n, unsigned seed) {
+  std::string out(n, '\0');
+  uint64_t x = 0x9E3779B97F4A7C15ull * (seed + 1);
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    out[i] = static_cast<char>(x >> 24);
+  }
+  return out;
+}
+
 OciImage BuildOciImage(const std::string& workdir, const std::string& name,
                        const std::map<std::string, std::string>& files) {
   const std::string kManifest = "application/vnd.oci.image.manifest.v1+json";

@@ -31,6 +31,9 @@ RunResult Run(const std::vector<std::string>& argv, const std::string& stdin_dat
 std::vector<std::string> Lines(const std::string& s);
 std::vector<std::string> Cells(const std::string& row);
 
+// `n` pseudo-random bytes, the same for the same seed (xorshift): test payloads.
+std::string RandomBytes(size_t n, unsigned seed);
+
 // Path of a built binary (set by CMake): "berthd" or "berth".
 std::string BinaryPath(const std::string& name);
 

@@ -1,6 +1,8 @@
 #include "metadata/image_store.h"
 
 #include <gtest/gtest.h>
+
+#include "temp_db.h"
 #include <unistd.h>
 
 #include <filesystem>
@@ -28,21 +30,15 @@ Image MakeImage(std::string name, std::string digest = kDigestA, int64_t size = 
   return img;
 }
 
-class ImageStoreTest : public ::testing::Test {
+class ImageStoreTest : public TempDbTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/berth-image-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto db = Db::Open(dir_ + "/meta.db");
-    ASSERT_TRUE(db) << db.error().ToString();
-    db_ = std::move(*db);
+    TempDbTest::SetUp();
     store_ = std::make_unique<ImageStore>(*db_);
   }
   void TearDown() override {
     store_.reset();
-    db_.reset();
-    std::filesystem::remove_all(dir_);
+    TempDbTest::TearDown();
   }
 
   std::vector<std::string> Names(const std::string& ns, std::vector<std::string> filters = {}) {
@@ -73,8 +69,6 @@ class ImageStoreTest : public ::testing::Test {
     return img ? *img : Image{};
   }
 
-  std::string dir_;
-  std::unique_ptr<Db> db_;
   std::unique_ptr<ImageStore> store_;
 };
 

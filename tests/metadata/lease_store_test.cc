@@ -1,6 +1,8 @@
 #include "metadata/lease_store.h"
 
 #include <gtest/gtest.h>
+
+#include "temp_db.h"
 #include <unistd.h>
 
 #include <filesystem>
@@ -16,21 +18,15 @@ constexpr char kDigestA[] =
 constexpr char kDigestB[] =
     "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-class LeaseStoreTest : public ::testing::Test {
+class LeaseStoreTest : public TempDbTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/berth-lease-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto db = Db::Open(dir_ + "/meta.db");
-    ASSERT_TRUE(db) << db.error().ToString();
-    db_ = std::move(*db);
+    TempDbTest::SetUp();
     store_ = std::make_unique<LeaseStore>(*db_);
   }
   void TearDown() override {
     store_.reset();
-    db_.reset();
-    std::filesystem::remove_all(dir_);
+    TempDbTest::TearDown();
   }
 
   std::vector<std::string> Ids(const std::string& ns, std::vector<std::string> filters = {}) {
@@ -43,8 +39,6 @@ class LeaseStoreTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
-  std::unique_ptr<Db> db_;
   std::unique_ptr<LeaseStore> store_;
 };
 
