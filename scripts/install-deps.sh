@@ -14,7 +14,7 @@ PKGS=(
   # libraries
   libsqlite3-dev libssl-dev libre2-dev uuid-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  libarchive-dev libzstd-dev zlib1g-dev libcurl4-openssl-dev
+  libarchive-dev libzstd-dev libisal-dev zlib1g-dev libcurl4-openssl-dev
   # tests
   libgtest-dev libgmock-dev googletest
   # the real containerd client and daemon the integration tests compare against

@@ -10,8 +10,6 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -27,11 +25,6 @@
 
 namespace berth::diff {
 namespace {
-
-constexpr size_t kChunk = 128 * 1024;
-
-// ---------------------------------------------------------------------------------------------
-// Decompression
 
 class Fd {
  public:
@@ -57,217 +50,6 @@ class Fd {
  private:
   int fd_ = -1;
 };
-
-// Sequential reads over a ReaderAt.
-class BlobSource {
- public:
-  explicit BlobSource(content::ReaderAt& r) : r_(r) {}
-  Result<size_t> Read(char* buf, size_t n) {
-    ASSIGN_OR_RETURN(size_t got, r_.ReadAt(buf, n, off_));
-    off_ += static_cast<int64_t>(got);
-    return got;
-  }
-
- private:
-  content::ReaderAt& r_;
-  int64_t off_ = 0;
-};
-
-// Produces the decompressed stream; Read returns 0 at the end.
-class Decompressor {
- public:
-  virtual ~Decompressor() = default;
-  virtual Result<size_t> Read(char* buf, size_t n) = 0;
-};
-
-class PlainReader final : public Decompressor {
- public:
-  PlainReader(BlobSource& src, std::string prefix) : src_(src), pending_(std::move(prefix)) {}
-  Result<size_t> Read(char* buf, size_t n) override {
-    if (!pending_.empty()) {
-      size_t k = std::min(n, pending_.size());
-      std::memcpy(buf, pending_.data(), k);
-      pending_.erase(0, k);
-      return k;
-    }
-    return src_.Read(buf, n);
-  }
-
- private:
-  BlobSource& src_;
-  std::string pending_;
-};
-
-class GzipReader final : public Decompressor {
- public:
-  GzipReader(BlobSource& src, std::string prefix) : src_(src), in_(std::move(prefix)) {
-    std::memset(&z_, 0, sizeof z_);
-    ok_ = inflateInit2(&z_, 15 + 16) == Z_OK;
-  }
-  ~GzipReader() override {
-    if (ok_) inflateEnd(&z_);
-  }
-  Result<size_t> Read(char* buf, size_t n) override {
-    if (!ok_) return Err(Code::kInternal, "inflateInit failed");
-    z_.next_out = reinterpret_cast<Bytef*>(buf);
-    z_.avail_out = static_cast<uInt>(n);
-    while (z_.avail_out == n) {
-      if (z_.avail_in == 0 && !src_eof_) RETURN_IF_ERROR(Fill());
-      if (z_.avail_in == 0 && src_eof_) {
-        if (member_done_) return n - z_.avail_out;
-        // inflate may still hold output (a match being copied): drain it before giving up.
-        int rc = inflate(&z_, Z_NO_FLUSH);
-        if (rc == Z_STREAM_END) member_done_ = true;
-        if (z_.avail_out != n) break;
-        if (rc == Z_STREAM_END) return size_t{0};
-        return Err(Code::kDataLoss, "gzip stream truncated: unexpected EOF");
-      }
-      if (member_done_) {
-        // Another gzip member follows (concatenated gzip).
-        inflateReset(&z_);
-        member_done_ = false;
-      }
-      int rc = inflate(&z_, Z_NO_FLUSH);
-      if (rc == Z_STREAM_END) {
-        member_done_ = true;
-      } else if (rc == Z_BUF_ERROR) {
-        if (z_.avail_in != 0) return Err(Code::kInvalidArgument, "gzip: buffer error");
-      } else if (rc != Z_OK) {
-        return Err(Code::kInvalidArgument,
-                   std::string("gzip: corrupt data: ") + (z_.msg ? z_.msg : "error"));
-      }
-    }
-    return n - z_.avail_out;
-  }
-
- private:
-  Status Fill() {
-    if (!in_.empty() && !used_prefix_) {
-      used_prefix_ = true;
-      z_.next_in = reinterpret_cast<Bytef*>(in_.data());
-      z_.avail_in = static_cast<uInt>(in_.size());
-      return {};
-    }
-    in_.resize(kChunk);
-    auto got = src_.Read(in_.data(), in_.size());
-    if (!got) return got.error();
-    if (*got == 0) src_eof_ = true;
-    z_.next_in = reinterpret_cast<Bytef*>(in_.data());
-    z_.avail_in = static_cast<uInt>(*got);
-    return {};
-  }
-
-  BlobSource& src_;
-  std::string in_;
-  bool used_prefix_ = false;
-  z_stream z_;
-  bool ok_ = false;
-  bool src_eof_ = false;
-  bool member_done_ = false;
-};
-
-class ZstdReader final : public Decompressor {
- public:
-  ZstdReader(BlobSource& src, std::string prefix) : src_(src), in_(std::move(prefix)) {
-    ds_ = ZSTD_createDStream();
-    // Bound the window (T7): 128 MiB, zstd's default max for streaming is the same order.
-    if (ds_) ZSTD_DCtx_setParameter(ds_, ZSTD_d_windowLogMax, 27);
-    inb_ = {in_.data(), in_.size(), 0};
-  }
-  ~ZstdReader() override { ZSTD_freeDStream(ds_); }
-  Result<size_t> Read(char* buf, size_t n) override {
-    if (!ds_) return Err(Code::kInternal, "ZSTD_createDStream failed");
-    ZSTD_outBuffer out{buf, n, 0};
-    while (out.pos == 0) {
-      if (inb_.pos == inb_.size && !src_eof_) {
-        in_.resize(kChunk);
-        ASSIGN_OR_RETURN(size_t got, src_.Read(in_.data(), in_.size()));
-        if (got == 0) {
-          src_eof_ = true;
-        } else {
-          inb_ = {in_.data(), got, 0};
-        }
-      }
-      bool at_eof = inb_.pos == inb_.size && src_eof_;
-      if (at_eof && frame_done_) return size_t{0};
-      size_t rc = ZSTD_decompressStream(ds_, &out, &inb_);
-      if (ZSTD_isError(rc)) {
-        return Err(Code::kInvalidArgument,
-                   std::string("zstd: corrupt data: ") + ZSTD_getErrorName(rc));
-      }
-      frame_done_ = rc == 0;
-      if (at_eof && out.pos == 0) {
-        if (frame_done_) return size_t{0};
-        return Err(Code::kDataLoss, "zstd stream truncated: unexpected EOF");
-      }
-    }
-    return out.pos;
-  }
-
- private:
-  BlobSource& src_;
-  std::string in_;
-  ZSTD_inBuffer inb_;
-  ZSTD_DStream* ds_ = nullptr;
-  bool src_eof_ = false;
-  bool frame_done_ = true;
-};
-
-// The decompressed stream, hashed and counted as it is read.
-class HashingStream {
- public:
-  explicit HashingStream(std::unique_ptr<Decompressor> d) : d_(std::move(d)) {}
-  Result<size_t> Read(char* buf, size_t n) {
-    ASSIGN_OR_RETURN(size_t got, d_->Read(buf, n));
-    sha_.Update(std::string_view(buf, got));
-    size_ += static_cast<int64_t>(got);
-    return got;
-  }
-  Status Drain() {
-    std::string buf(kChunk, '\0');
-    for (;;) {
-      ASSIGN_OR_RETURN(size_t got, Read(buf.data(), buf.size()));
-      if (got == 0) return {};
-    }
-  }
-  std::string Digest() const { return sha_.Digest(); }
-  int64_t size() const { return size_; }
-
- private:
-  std::unique_ptr<Decompressor> d_;
-  content::Sha256 sha_;
-  int64_t size_ = 0;
-};
-
-Result<std::unique_ptr<Decompressor>> OpenDecompressor(BlobSource& src, Compression c,
-                                                       Compression* detected_out) {
-  std::string magic(4, '\0');
-  size_t have = 0;
-  while (have < magic.size()) {
-    ASSIGN_OR_RETURN(size_t got, src.Read(magic.data() + have, magic.size() - have));
-    if (got == 0) break;
-    have += got;
-  }
-  magic.resize(have);
-  auto is = [&](std::string_view m) { return magic.starts_with(m); };
-  Compression detected = Compression::kNone;
-  if (is("\x1f\x8b")) {
-    detected = Compression::kGzip;
-  } else if (is("\x28\xb5\x2f\xfd")) {
-    detected = Compression::kZstd;
-  }
-  // As containerd: decompression is by magic; the media type only gates what we accept.
-  (void)c;
-  *detected_out = detected;
-  switch (detected) {
-    case Compression::kGzip:
-      return std::make_unique<GzipReader>(src, std::move(magic));
-    case Compression::kZstd:
-      return std::make_unique<ZstdReader>(src, std::move(magic));
-    default:
-      return std::make_unique<PlainReader>(src, std::move(magic));
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Paths
@@ -713,8 +495,7 @@ Status Extractor::Finish() {
 // serve, once, zeros up to the next 512-byte record plus an end marker. Those bytes are never
 // hashed, and file data that comes from them is a truncated archive (DataLoss).
 struct CallbackState {
-  HashingStream* stream;
-  std::string buf;
+  ReadAhead* stream;
   Status error;
   std::string pad;
   bool eof = false;
@@ -728,13 +509,13 @@ struct CallbackState {
 la_ssize_t ReadCallback(archive* a, void* data, const void** out) {
   auto* s = static_cast<CallbackState*>(data);
   if (s->eof) return 0;
-  auto got = s->stream->Read(s->buf.data(), s->buf.size());
+  auto got = s->stream->Next();
   if (!got) {
     s->error = got.error();
     archive_set_error(a, EIO, "%s", s->error.message().c_str());
     return -1;
   }
-  if (*got == 0) {
+  if (got->empty()) {
     s->eof = true;
     if (s->stream->size() == 0) return 0;
     size_t rem = static_cast<size_t>(s->stream->size() % 512);
@@ -742,8 +523,8 @@ la_ssize_t ReadCallback(archive* a, void* data, const void** out) {
     *out = s->pad.data();
     return static_cast<la_ssize_t>(s->pad.size());
   }
-  *out = s->buf.data();
-  return static_cast<la_ssize_t>(*got);
+  *out = got->data();
+  return static_cast<la_ssize_t>(got->size());
 }
 
 }  // namespace
@@ -774,11 +555,12 @@ Result<ApplyResult> ApplyLayer(content::ReaderAt& blob, std::string_view media_t
   ASSIGN_OR_RETURN(Compression c, CompressionForMediaType(media_type));
   Fd rootfd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!rootfd.valid()) return std::unexpected(StatusFromErrno(errno, "open " + root));
-  BlobSource src(blob);
+  // As containerd: decompression is by magic; the media type only gates what we accept.
+  (void)c;
   Compression magic_kind = Compression::kNone;
-  ASSIGN_OR_RETURN(auto dec, OpenDecompressor(src, c, &magic_kind));
-  HashingStream stream(std::move(dec));
-  CallbackState cb{&stream, std::string(kChunk, '\0'), {}};
+  ASSIGN_OR_RETURN(auto dec, OpenDecompressor(blob, &magic_kind));
+  ReadAhead stream(std::move(dec));
+  CallbackState cb{&stream, {}};
 
   std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
   if (!a) return Err(Code::kInternal, "archive_read_new failed");

@@ -18,10 +18,9 @@
 
 #include "common/status.h"
 #include "content/content.h"
+#include "diff/decompress.h"
 
 namespace berth::diff {
-
-enum class Compression { kDetect, kNone, kGzip, kZstd };
 
 // Compression a media type announces (§6.1); Unimplemented for anything we cannot unpack.
 Result<Compression> CompressionForMediaType(std::string_view media_type);

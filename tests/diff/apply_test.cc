@@ -540,6 +540,49 @@ TEST_F(DiffApplyTest, T8_TruncatedAndCorruptStreamsFail) {
   EXPECT_FALSE(Exists(tmp_ + "/a/escape-attempt"));
 }
 
+// gzip as Go's gzip.Reader reads it: concatenated members form one stream; a bad CRC or
+// bytes after the last member that are not a gzip header are errors, not silently ignored.
+TEST_F(DiffApplyTest, GzipMembersChecksumsAndTrailingBytes) {
+  std::string big(300000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7919) >> 5);
+  std::string tar = Tar().File("a", big).File("b", "second\n").Finish();
+  size_t half = tar.size() / 2 + 77;  // split mid-entry: members need not align with entries
+  std::string two = Gzip(tar.substr(0, half)) + Gzip(tar.substr(half));
+  auto r = Apply(two, kTarGz);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->digest, content::DigestOf(tar));
+  EXPECT_TRUE(ReadFile(In("a")) == big);
+  EXPECT_EQ(ReadFile(In("b")), "second\n");
+
+  std::string gz = Gzip(tar);
+  std::string bad_crc = gz;
+  bad_crc[bad_crc.size() - 8] ^= 0x01;  // trailer: CRC32 then ISIZE
+  auto c = Apply(bad_crc, kTarGz);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error().code(), Code::kInvalidArgument) << c.error().ToString();
+
+  auto g = Apply(gz + "this is not a gzip header", kTarGz);
+  ASSERT_FALSE(g.has_value());
+  EXPECT_EQ(g.error().code(), Code::kInvalidArgument) << g.error().ToString();
+  // Fewer bytes than a gzip header: Go reports an unexpected EOF.
+  auto s = Apply(gz + "junk", kTarGz);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code(), Code::kDataLoss) << s.error().ToString();
+}
+
+// An entry failing early in a long stream returns at once; the read-ahead thread stops.
+TEST_F(DiffApplyTest, EarlyErrorInLongStream) {
+  Tar t;
+  t.File(".wh..", "");  // an escaping whiteout: InvalidArgument
+  t.File("filler", std::string(8 << 20, 'f'));
+  std::string gz = Gzip(t.Finish());
+  for (int i = 0; i < 20; ++i) {
+    auto r = Apply(gz, kTarGz);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
+  }
+}
+
 // T7: absurd sizes and names are refused without allocating for them.
 TEST_F(DiffApplyTest, T7_HugeSizeAndLongNames) {
   Tar t;
