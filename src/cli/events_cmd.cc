@@ -22,17 +22,6 @@ namespace {
 
 namespace eapi = containerd::services::events::v1;
 
-// Payloads are decoded by type name through the generated pool, which only knows the files
-// the linker kept: touching one message of each events file keeps them all. (RunEvents reads
-// the array, so the optimizer cannot drop it and the references with it.)
-const google::protobuf::Message* const kLinkedEventTypes[] = {
-    &containerd::events::ContainerCreate::default_instance(),
-    &containerd::events::ContentDelete::default_instance(),
-    &containerd::services::images::v1::ImageCreate::default_instance(),
-    &containerd::events::NamespaceCreate::default_instance(),
-    &containerd::events::SnapshotPrepare::default_instance(),
-    &containerd::events::TaskExit::default_instance(),
-};
 
 // The payload as JSON text (proto field names, as ctr prints them), or nothing when its type
 // is not compiled in or the bytes do not parse.
@@ -57,9 +46,6 @@ std::optional<std::string> DecodeEvent(const google::protobuf::Any& any) {
 int RunEvents(Cli& cli, const std::vector<std::string>& filters) {
   auto client = cli.client();
   if (!client) return ReportError(client.error());
-  for (const auto* m : kLinkedEventTypes) {
-    if (m->GetDescriptor() == nullptr) return ReportError(Internal("event types not linked"));
-  }
   auto stub = eapi::Events::NewStub((*client)->channel());
   eapi::SubscribeRequest req;
   for (const auto& f : filters) req.add_filters(f);

@@ -189,16 +189,6 @@ grpc::Status NamespacesService::Delete(grpc::ServerContext*,
 
 namespace {
 
-// Event payloads are decoded by type name through the generated pool, which only knows the
-// files the linker kept: touching one message of each events file keeps them all.
-[[maybe_unused]] const google::protobuf::Message* const kLinkedEventTypes[] = {
-    &containerd::events::ContainerCreate::default_instance(),
-    &containerd::events::ContentDelete::default_instance(),
-    &containerd::services::images::v1::ImageCreate::default_instance(),
-    &containerd::events::NamespaceCreate::default_instance(),
-    &containerd::events::SnapshotPrepare::default_instance(),
-    &containerd::events::TaskExit::default_instance(),
-};
 
 // Decodes an event Any through the generated descriptor pool, so `event.<field>` filters work
 // for every containerd event type (and any other message compiled into berthd).
