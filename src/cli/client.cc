@@ -68,10 +68,11 @@ Result<std::unique_ptr<Client>> Client::Connect(std::string_view address, std::s
   return std::unique_ptr<Client>(new Client(std::move(channel), std::move(ns)));
 }
 
-std::unique_ptr<grpc::ClientContext> Client::NewContext() const {
+std::unique_ptr<grpc::ClientContext> Client::NewContext(const std::string& lease) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   // Namespaced services require it; the rest ignore it, so every call carries it.
   ctx->AddMetadata(kNamespaceHeader, ns_);
+  if (!lease.empty()) ctx->AddMetadata(kLeaseHeader, lease);
   return ctx;
 }
 

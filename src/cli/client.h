@@ -18,6 +18,7 @@ namespace berth::cli {
 
 inline constexpr char kDefaultAddress[] = "/run/berth/berthd.sock";
 inline constexpr char kNamespaceHeader[] = "containerd-namespace";
+inline constexpr char kLeaseHeader[] = "containerd-lease";
 inline constexpr int kMaxMessageSize = 16 << 20;  // containerd's client default
 
 class Client {
@@ -31,9 +32,10 @@ class Client {
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   const std::string& ns() const { return ns_; }
 
-  // A context for one call, carrying the namespace header. Calls fail fast: waiting for the
-  // daemon happened once, in Connect.
-  std::unique_ptr<grpc::ClientContext> NewContext() const;
+  // A context for one call, carrying the namespace header (and the lease header, when
+  // `lease` is set: what the call creates is then held by that lease). Calls fail fast:
+  // waiting for the daemon happened once, in Connect.
+  std::unique_ptr<grpc::ClientContext> NewContext(const std::string& lease = "") const;
 
  private:
   Client(std::shared_ptr<grpc::Channel> channel, std::string ns)

@@ -495,7 +495,8 @@ void AddContentCommands(CLI::App& app, Cli& cli) {
                      "fail the commit unless the data has this digest");
   ingest->add_option("--expected-size", args->ingest.expected_size,
                      "fail the commit unless the data has this many bytes");
-  ingest->add_option("--label", args->ingest.labels, "label the blob: key=value (repeatable)");
+  ingest->add_option("--label", args->ingest.labels, "label the blob: key=value (repeatable)")
+      ->allow_extra_args(false);  // --label a=b REF: REF is not a second label
   OnParsed(ingest, cli, [&cli, args] { return RunIngest(cli, args->ingest); });
 
   auto* active = group->add_subcommand("active", "list unfinished ingests");

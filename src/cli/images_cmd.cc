@@ -1,4 +1,5 @@
-// berth images: ls, rm, label, tag — the Images service (names → target descriptors).
+// berth images: ls, rm, label, tag — the Images service (names → target descriptors);
+// mount and unmount live in images_mount_cmd.cc.
 #include <google/protobuf/empty.pb.h>
 
 #include <algorithm>
@@ -229,6 +230,8 @@ void AddImagesCommands(CLI::App& app, Cli& cli) {
   tag->add_option("targets", args->list, "new names")->required();
   tag->add_flag("-f,--force", args->force, "retarget a name that exists already");
   OnParsed(tag, cli, [&cli, args] { return RunTag(cli, args->name, args->list, args->force); });
+
+  AddImagesMountCommands(*group, cli);
 }
 
 }  // namespace berth::cli

@@ -1,0 +1,42 @@
+// Mounting what a snapshotter returns, from the CLI process (berthd is local, so the mounts
+// it describes are paths on this host): `berth images mount`, `berth snapshots prepare
+// --mount`. Also the shell form ctr prints for `snapshots mounts`.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "github.com/containerd/containerd/api/types/mount.pb.h"
+
+namespace berth::cli {
+
+using MountList = google::protobuf::RepeatedPtrField<containerd::types::Mount>;
+
+// "mount -t <type> <source> <target> -o <opt,...>", one line per mount, as ctr prints them
+// (no trailing newline after the last).
+std::string MountCommands(const MountList& mounts, const std::string& target);
+
+// Mounts each of `mounts` on `target` in order (a later one stacks on an earlier one).
+// Options: ro/rw, bind/rbind, nosuid/nodev/noexec/sync/noatime/nodiratime/relatime/strictatime
+// become flags; the rest (overlay's lowerdir=, upperdir=, workdir=, ...) become the data
+// string. A read-only bind is bound first, then remounted read-only (the kernel ignores
+// MS_RDONLY on the bind itself). Type "bind" mounts as "none". On failure the mounts made so
+// far are undone.
+Status MountAll(const MountList& mounts, const std::string& target);
+
+// Unmounts `target` until it is no mount point any more (a stack of mounts goes entirely);
+// EBUSY is retried for a while, as containerd does. A target that does not exist, or is no
+// mount point at all, is no error.
+Status UnmountAll(const std::string& target);
+
+// `target` as an absolute, normalized path, checked to be an existing directory (mounts,
+// and the snapshot and lease keys named after them, must not depend on the working
+// directory). NotFound when it does not exist.
+Result<std::string> MountTargetPath(const std::string& target);
+
+// Whether `path` (absolute, normalized) is a mount point in this mount namespace
+// (/proc/self/mountinfo).
+Result<bool> IsMountPoint(const std::string& path);
+
+}  // namespace berth::cli
