@@ -77,6 +77,7 @@ void AddNamespacesCommands(CLI::App& app, Cli& cli);
 void AddContentCommands(CLI::App& app, Cli& cli);
 void AddLeasesCommands(CLI::App& app, Cli& cli);
 void AddImagesCommands(CLI::App& app, Cli& cli);
+void AddContainersCommands(CLI::App& app, Cli& cli);
 void AddEventsCommand(CLI::App& app, Cli& cli);
 
 }  // namespace berth::cli
