@@ -80,6 +80,7 @@ void AddImagesCommands(CLI::App& app, Cli& cli);
 // `images mount` and `images unmount`, added to the images group by AddImagesCommands.
 void AddImagesMountCommands(CLI::App& images_group, Cli& cli);
 void AddSnapshotsCommands(CLI::App& app, Cli& cli);
+void AddContainersCommands(CLI::App& app, Cli& cli);
 void AddEventsCommand(CLI::App& app, Cli& cli);
 
 }  // namespace berth::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   berth::cli::AddNamespacesCommands(app, cli);
   berth::cli::AddContentCommands(app, cli);
   berth::cli::AddImagesCommands(app, cli);
+  berth::cli::AddContainersCommands(app, cli);
   berth::cli::AddLeasesCommands(app, cli);
   berth::cli::AddSnapshotsCommands(app, cli);
   berth::cli::AddEventsCommand(app, cli);

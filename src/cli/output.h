@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/validate.h"
@@ -42,6 +43,9 @@ std::string HumanDuration(std::chrono::nanoseconds d);
 // RFC 3339 in UTC with nanoseconds trimmed of trailing zeros: "2024-05-01T12:00:00.5Z"
 // (Go's time.RFC3339Nano).
 std::string FormatRfc3339(std::chrono::system_clock::time_point t, bool with_fraction = true);
+
+// Standard base64 with padding, as Go's encoding/json prints []byte.
+std::string Base64(std::string_view bytes);
 
 // Pretty-printed, newline-terminated. Invalid UTF-8 is replaced rather than thrown on.
 void PrintJson(const nlohmann::json& j, std::ostream& out);

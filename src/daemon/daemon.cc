@@ -18,6 +18,7 @@
 #include "daemon/plugins.h"
 #include "gc/gc.h"
 #include "services/basic_services.h"
+#include "services/containers_service.h"
 #include "services/content_service.h"
 #include "services/diff_service.h"
 #include "services/images_service.h"
@@ -188,6 +189,7 @@ Status Daemon::Start() {
   exchange_ = std::make_unique<events::Exchange>();
   leases_ = std::make_unique<metadata::LeaseStore>(*db_);
   images_ = std::make_unique<metadata::ImageStore>(*db_);
+  containers_ = std::make_unique<metadata::ContainerStore>(*db_);
   auto content_local = content::LocalStore::Open(cfg_.root + "/content");  // runs recovery
   if (!content_local) return content_local.error().Wrap("open content store");
   content_local_ = std::move(*content_local);
@@ -209,6 +211,8 @@ Status Daemon::Start() {
   services_.push_back(std::make_unique<services::EventsService>(*exchange_));
   services_.push_back(std::make_unique<services::LeasesService>(*leases_, *gc_));
   services_.push_back(std::make_unique<services::ImagesService>(*images_, *exchange_, *gc_));
+  services_.push_back(
+      std::make_unique<services::ContainersService>(*containers_, *exchange_, *gc_));
   services_.push_back(std::make_unique<services::ContentService>(*content_, *exchange_, *gc_));
   std::map<std::string, snapshots::Snapshotter*> snapshotters;
   for (auto& sn : snapshotters_) snapshotters[sn->name()] = sn.get();

@@ -14,6 +14,7 @@
 #include "daemon/config.h"
 #include "events/exchange.h"
 #include "gc/gc.h"
+#include "metadata/container_store.h"
 #include "metadata/content_store.h"
 #include "metadata/db.h"
 #include "metadata/gc_trigger.h"
@@ -48,6 +49,7 @@ class Daemon {
   std::unique_ptr<metadata::NamespaceStore> namespaces_;
   std::unique_ptr<metadata::LeaseStore> leases_;
   std::unique_ptr<metadata::ImageStore> images_;
+  std::unique_ptr<metadata::ContainerStore> containers_;
   std::unique_ptr<content::LocalStore> content_local_;  // blobs and ingests on disk
   std::unique_ptr<metadata::ContentStore> content_;      // per-namespace view of them
   std::vector<std::unique_ptr<snapshots::Backend>> snapshot_backends_;  // native, overlayfs

@@ -36,7 +36,7 @@ struct NamespaceGraph {
   std::map<std::string, std::string> ingests;                    // ref → expected digest
   std::set<std::string> live_ingests;
   // Snapshots are named "<snapshotter>/<key>".
-  std::set<std::string> snapshot_refs;   // snapshot roots (images, leases)
+  std::set<std::string> snapshot_refs;   // snapshot roots (images, containers, leases)
   std::set<std::string> flat_snapshots;  // roots from flat leases: only parents followed
   std::map<std::string, std::set<std::string>> content_snapshot_refs;  // digest → snapshots
   std::map<std::string, std::string> snapshots;                        // → parent ("" = none)
@@ -107,6 +107,24 @@ Result<NamespaceGraph> ReadGraph(metadata::Tx& tx, const std::string& ns, int64_
     }
     ASSIGN_OR_RETURN(LabelRows image_labels, LabelsOfKind(tx, ns, metadata::kKindImage));
     for (const auto& [name, labels] : image_labels) {
+      std::vector<std::string> refs;
+      CollectRefs(labels, &refs, &g.snapshot_refs);
+      g.roots.insert(refs.begin(), refs.end());
+    }
+  }
+  // Containers: their snapshot and the container's own gc.ref labels.
+  {
+    ASSIGN_OR_RETURN(metadata::Stmt st, tx.Prepare("SELECT snapshotter, snapshot_key FROM "
+                                                   "containers WHERE namespace=?"));
+    st.Bind(1, ns);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      std::string sn = st.ColumnText(0);
+      if (!sn.empty()) g.snapshot_refs.insert(sn + "/" + st.ColumnText(1));
+    }
+    ASSIGN_OR_RETURN(LabelRows container_labels, LabelsOfKind(tx, ns, metadata::kKindContainer));
+    for (const auto& [id, labels] : container_labels) {
       std::vector<std::string> refs;
       CollectRefs(labels, &refs, &g.snapshot_refs);
       g.roots.insert(refs.begin(), refs.end());

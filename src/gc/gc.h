@@ -2,15 +2,18 @@
 //
 // Roots (per namespace), as containerd defines them (docs/garbage-collection.md):
 //   - every image: its target digest, and the gc.ref labels on the image;
+//   - every container: its snapshot (snapshotter/snapshot_key), and the gc.ref labels on the
+//     container;
 //   - every unexpired lease (label containerd.io/gc.expire, RFC 3339): the content, ingests and
 //     snapshots attached to it; with label containerd.io/gc.flat the content is kept but its
 //     references are not followed;
 //   - content labelled containerd.io/gc.root;
 //   - ingests outside any lease that have not passed their expiry.
-// Edges: labels `containerd.io/gc.ref.content[.|/]...` (value = digest) on images and content;
-// `containerd.io/gc.ref.snapshot.<snapshotter>[/...]` (value = key) on images, content and
-// snapshots; a snapshot references its parent; an ingest references the content it expects.
-// Snapshots attached to a lease or labelled containerd.io/gc.root are roots too.
+// Edges: labels `containerd.io/gc.ref.content[.|/]...` (value = digest) on images, containers
+// and content; `containerd.io/gc.ref.snapshot.<snapshotter>[/...]` (value = key) on images,
+// containers, content and snapshots; a snapshot references its parent; an ingest references
+// the content it expects. Snapshots attached to a lease or labelled containerd.io/gc.root are
+// roots too.
 //
 // Sweep: unreachable content rows, snapshot rows, ingests and expired leases are deleted from the metadata in
 // one transaction; then, holding Db::gc_lock() exclusively, each backend removes what no

@@ -111,6 +111,35 @@ CREATE TABLE snapshots (
 CREATE UNIQUE INDEX snapshots_by_id ON snapshots(snapshotter, id);
 CREATE INDEX snapshots_by_parent ON snapshots(namespace, snapshotter, parent_key);
 )sql",
+    // 4: containers. Labels live in `labels` with kind 'container'. The spec, the runtime
+    // options and the extensions are the client's protobuf Anys (type URL + serialized value),
+    // stored as sent and never parsed.
+    R"sql(
+CREATE TABLE containers (
+  namespace            TEXT NOT NULL REFERENCES namespaces(name),
+  id                   TEXT NOT NULL,
+  image                TEXT NOT NULL DEFAULT '',
+  runtime_name         TEXT NOT NULL,
+  runtime_options_type TEXT,            -- NULL when the container has no runtime options
+  runtime_options      BLOB,
+  spec_type            TEXT NOT NULL,
+  spec                 BLOB NOT NULL,
+  snapshotter          TEXT NOT NULL DEFAULT '',
+  snapshot_key         TEXT NOT NULL DEFAULT '',
+  created_at           INTEGER NOT NULL,
+  updated_at           INTEGER NOT NULL,
+  PRIMARY KEY (namespace, id)
+) WITHOUT ROWID;
+CREATE TABLE container_extensions (
+  namespace TEXT NOT NULL,
+  container TEXT NOT NULL,
+  name      TEXT NOT NULL,
+  type_url  TEXT NOT NULL,
+  value     BLOB NOT NULL,
+  PRIMARY KEY (namespace, container, name),
+  FOREIGN KEY (namespace, container) REFERENCES containers(namespace, id) ON DELETE CASCADE
+) WITHOUT ROWID;
+)sql",
 };
 
 Status SqliteError(sqlite3* db, int rc, std::string_view what) {

@@ -15,6 +15,7 @@ namespace berth::metadata {
 inline constexpr char kKindContent[] = "content";
 inline constexpr char kKindImage[] = "image";
 inline constexpr char kKindLease[] = "lease";
+inline constexpr char kKindContainer[] = "container";
 // Snapshot labels use kind "snapshot/<snapshotter>".
 inline constexpr char kKindSnapshotPrefix[] = "snapshot/";
 

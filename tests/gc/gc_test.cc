@@ -290,6 +290,54 @@ TEST_F(GcSnapshotTest, LeaseRootLabelAndSnapshotRefs) {
   EXPECT_EQ(Content("ns"), (std::set<std::string>{"sha256:c"}));
 }
 
+TEST_F(GcSnapshotTest, ContainersHoldTheirSnapshotAndWhatTheirLabelsName) {
+  // c1's rootfs is "c1" on "base"; c2 names content and another snapshot by gc.ref labels;
+  // c3 has no snapshot at all.
+  AddSnapshot("ns", "base", "");
+  AddSnapshot("ns", "c1", "base");
+  AddSnapshot("ns", "extra", "");
+  AddSnapshot("ns", "stray", "");
+  AddSnapshot("other", "c1", "");  // same key in another namespace: not held by ns's c1
+  AddContent("ns", "sha256:checkpoint", {{"containerd.io/gc.ref.content.l", "sha256:layer"}});
+  AddContent("ns", "sha256:layer");
+  AddContent("ns", "sha256:orphan");
+  Exec("INSERT INTO containers(namespace, id, runtime_name, spec_type, spec, snapshotter, "
+       "snapshot_key, created_at, updated_at) VALUES"
+       "('ns', 'c1', 'rt', 't', '', 'overlayfs', 'c1', 1, 1),"
+       "('ns', 'c2', 'rt', 't', '', '', '', 1, 1),"
+       "('ns', 'c3', 'rt', 't', '', '', '', 1, 1)");
+  ASSERT_TRUE(db_->Update([](Tx& tx) {
+                   return metadata::WriteObjectLabels(
+                       tx, "ns", metadata::kKindContainer, "c2",
+                       {{"containerd.io/gc.ref.content.checkpoint", "sha256:checkpoint"},
+                        {"containerd.io/gc.ref.snapshot.overlayfs/x", "extra"}});
+                 }).ok());
+  ASSERT_TRUE(gc_->Collect());
+  EXPECT_EQ(SnapshotKeys(*db_, "ns"),
+            (std::set<std::string>{"overlayfs/base", "overlayfs/c1", "overlayfs/extra"}));
+  EXPECT_TRUE(SnapshotKeys(*db_, "other").empty());
+  EXPECT_EQ(Content("ns"), (std::set<std::string>{"sha256:checkpoint", "sha256:layer"}));
+  int64_t containers = 0;
+  ASSERT_TRUE(db_->View([&](Tx& tx) -> Status {
+                   ASSIGN_OR_RETURN(auto st, tx.Prepare("SELECT COUNT(*) FROM containers"));
+                   ASSIGN_OR_RETURN(bool row, st.Step());
+                   if (row) containers = st.ColumnInt(0);
+                   return Status::Ok();
+                 }).ok());
+  EXPECT_EQ(containers, 3);  // roots, never collected themselves
+  Exec("DELETE FROM containers WHERE id='c1'");
+  ASSERT_TRUE(gc_->Collect());
+  EXPECT_EQ(SnapshotKeys(*db_, "ns"), (std::set<std::string>{"overlayfs/extra"}));
+  Exec("DELETE FROM containers");
+  ASSERT_TRUE(db_->Update([](Tx& tx) {
+                   return metadata::DeleteObjectLabels(tx, "ns", metadata::kKindContainer, "c2");
+                 }).ok());
+  ASSERT_TRUE(gc_->Collect());
+  EXPECT_TRUE(SnapshotKeys(*db_, "ns").empty());
+  EXPECT_TRUE(Content("ns").empty());
+  EXPECT_TRUE(dirs_.empty());
+}
+
 TEST_F(GcSnapshotTest, UnreachableContentDoesNotHoldSnapshots) {
   AddContent("ns", "sha256:config", {{"containerd.io/gc.ref.snapshot.overlayfs", "s"}});
   AddSnapshot("ns", "s", "");
