@@ -21,6 +21,8 @@ PKGS=(
   containerd runc
   # a local registry and image tools for `ctr content fetch` tests (no network)
   docker-registry skopeo umoci busybox-static
+  # python3's tarfile writes the precise layer tars of the side-by-side tests
+  python3
 )
 
 missing=()

@@ -140,6 +140,62 @@ Status RemoveAllAt(int dirfd, const std::string& name) {
   return {};
 }
 
+// containerd's boundTime: a time before the epoch or past what int64 nanoseconds hold
+// (2262-04-11T23:47:16.854775807Z) becomes the epoch itself.
+timespec BoundTime(int64_t sec, long nsec) {
+  constexpr int64_t kMaxSec = INT64_MAX / 1000000000;  // 9223372036
+  constexpr long kMaxNsec = INT64_MAX % 1000000000;     // 854775807
+  if (sec < 0 || nsec < 0 || sec > kMaxSec || (sec == kMaxSec && nsec > kMaxNsec)) {
+    return timespec{0, 0};
+  }
+  return timespec{static_cast<time_t>(sec), nsec};
+}
+
+bool Before(int64_t s1, long n1, int64_t s2, long n2) { return s1 < s2 || (s1 == s2 && n1 < n2); }
+
+// {atime, mtime} for utimensat as containerd sets them: atime is the later of the header's
+// atime (when present) and mtime; both bounded.
+void EntryTimes(archive_entry* e, timespec ts[2]) {
+  int64_t ms = archive_entry_mtime(e);
+  long mn = archive_entry_mtime_nsec(e);
+  int64_t as = ms;
+  long an = mn;
+  if (archive_entry_atime_is_set(e) &&
+      !Before(archive_entry_atime(e), archive_entry_atime_nsec(e), ms, mn)) {
+    as = archive_entry_atime(e);
+    an = archive_entry_atime_nsec(e);
+  }
+  ts[0] = BoundTime(as, an);
+  ts[1] = BoundTime(ms, mn);
+}
+
+// Copies the user-visible xattrs (all but trusted.*) of `src` onto `dst`, both O_PATH fds.
+Status CopyXattrs(int src, int dst, const std::string& what) {
+  std::string sp = "/proc/self/fd/" + std::to_string(src);
+  std::string dp = "/proc/self/fd/" + std::to_string(dst);
+  std::string names(64 * 1024, '\0');
+  ssize_t n = ::listxattr(sp.c_str(), names.data(), names.size());
+  if (n < 0) {
+    if (errno == ENOTSUP || errno == ENODATA) return {};
+    return StatusFromErrno(errno, "list xattrs of the lower " + what);
+  }
+  std::string value(64 * 1024, '\0');
+  for (size_t i = 0; i < static_cast<size_t>(n);) {
+    std::string name(names.c_str() + i);
+    i += name.size() + 1;
+    if (name.empty() || name.starts_with("trusted.")) continue;
+    ssize_t v = ::getxattr(sp.c_str(), name.c_str(), value.data(), value.size());
+    if (v < 0) {
+      if (errno == ENOTSUP || errno == ENODATA) continue;
+      return StatusFromErrno(errno, "get xattr " + name + " of the lower " + what);
+    }
+    if (::setxattr(dp.c_str(), name.c_str(), value.data(), static_cast<size_t>(v), 0) != 0) {
+      return StatusFromErrno(errno, "copy xattr " + name + " to " + what);
+    }
+  }
+  return {};
+}
+
 struct DirTimes {
   std::vector<std::string> comps;
   timespec ts[2];
@@ -232,21 +288,41 @@ Result<Fd> Extractor::Parent(const std::vector<std::string>& comps, size_t n, bo
       continue;
     }
     if (errno != ENOENT) return std::unexpected(StatusFromErrno(errno, "stat " + c));
-    if (::mkdirat(cur.get(), c.c_str(), 0755) != 0 && errno != EEXIST) {
-      return std::unexpected(StatusFromErrno(errno, "mkdir " + c));
+    if (::mkdirat(cur.get(), c.c_str(), 0755) != 0) {
+      if (errno != EEXIST) return std::unexpected(StatusFromErrno(errno, "mkdir " + c));
+      resolved.push_back(c);
+      continue;  // created meanwhile: not ours to set up
+    }
+    // 0755 whatever the umask.
+    if (::fchmodat(cur.get(), c.c_str(), 0755, 0) != 0) {
+      return std::unexpected(StatusFromErrno(errno, "chmod " + c));
     }
     resolved.push_back(c);
     std::string rel = Join(resolved, resolved.size());
     if (opts_.mode == WhiteoutMode::kOverlay) {
+      // As containerd's mkparent: the topmost lower that has the path decides. A directory
+      // there lends its owner, mode, times and (non-trusted) xattrs; anything else (a
+      // whiteout, a file) means the directory is new, and it keeps the defaults.
       for (auto& l : lowers_) {
-        Fd lf(OpenInRoot(l.get(), rel, O_PATH | O_DIRECTORY));
-        if (lf.valid() && ::fstat(lf.get(), &st) == 0) {
-          if (::fchownat(cur.get(), c.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 ||
-              ::fchmodat(cur.get(), c.c_str(), st.st_mode & 07777, 0) != 0) {
-            return std::unexpected(StatusFromErrno(errno, "copy lower attributes to " + rel));
-          }
-          break;
+        Fd lf(OpenInRoot(l.get(), rel, O_PATH));
+        if (!lf.valid()) {
+          if (errno == ENOENT) continue;
+          break;  // ENOTDIR and the like: a non-directory on the way
         }
+        if (::fstat(lf.get(), &st) != 0) {
+          return std::unexpected(StatusFromErrno(errno, "stat lower " + rel));
+        }
+        if (!S_ISDIR(st.st_mode)) break;
+        timespec ts[2] = {st.st_atim, st.st_mtim};
+        if (::fchownat(cur.get(), c.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+            ::fchmodat(cur.get(), c.c_str(), st.st_mode & 07777, 0) != 0 ||
+            ::utimensat(cur.get(), c.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+          return std::unexpected(StatusFromErrno(errno, "copy lower attributes to " + rel));
+        }
+        Fd nf(::openat(cur.get(), c.c_str(), O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC));
+        if (!nf.valid()) return std::unexpected(StatusFromErrno(errno, "open " + rel));
+        if (Status xs = CopyXattrs(lf.get(), nf.get(), rel); !xs.ok()) return std::unexpected(xs);
+        break;
       }
     }
   }
@@ -308,13 +384,6 @@ Status Extractor::Whiteout(const std::vector<std::string>& comps, const std::str
   return {};
 }
 
-timespec ClampTime(int64_t sec, long nsec) {
-  // utimensat accepts any time_t, but keep within what ext4/xfs store (§6.4 "bounded").
-  constexpr int64_t kMin = 0, kMax = int64_t{1} << 34;
-  sec = std::clamp(sec, kMin, kMax);
-  return timespec{static_cast<time_t>(sec), nsec};
-}
-
 Status Extractor::SetMeta(int parent, const std::string& name, archive_entry* e, bool is_link) {
   const char* n = name.c_str();
   if (::fchownat(parent, n, archive_entry_uid(e), archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) != 0) {
@@ -328,6 +397,9 @@ Status Extractor::SetMeta(int parent, const std::string& name, archive_entry* e,
     size_t size;
     Fd fd;
     while (archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
+      // As containerd: admin (trusted.*) attributes are never taken from a layer; they would
+      // steer overlayfs (trusted.overlay.opaque, .redirect, .metacopy …).
+      if (std::string_view(xname).starts_with("trusted.")) continue;
       if (!fd.valid()) {
         fd = Fd(::openat(parent, n, O_PATH | O_NOFOLLOW | O_CLOEXEC));
         if (!fd.valid()) return StatusFromErrno(errno, "open " + name);
@@ -336,11 +408,11 @@ Status Extractor::SetMeta(int parent, const std::string& name, archive_entry* e,
       if (::setxattr(p.c_str(), xname, value, size, 0) != 0) {
         int err = errno;
         if (err == ENOTSUP) continue;
-        mode_t t = archive_entry_filetype(e);
-        if (err == EPERM && std::string_view(xname).starts_with("user.") && t != AE_IFREG &&
-            t != AE_IFDIR) {
-          continue;
-        }
+        // user.* exists only on regular files and directories (xattr(7)); judged on the inode
+        // itself, which for a hardlink entry is whatever it links to.
+        struct stat xs;
+        bool special = ::fstat(fd.get(), &xs) == 0 && !S_ISREG(xs.st_mode) && !S_ISDIR(xs.st_mode);
+        if (err == EPERM && std::string_view(xname).starts_with("user.") && special) continue;
         return StatusFromErrno(err, std::string("setxattr ") + xname + " on " + name);
       }
     }
@@ -349,9 +421,8 @@ Status Extractor::SetMeta(int parent, const std::string& name, archive_entry* e,
       return StatusFromErrno(errno, "chmod " + name);
     }
   }
-  timespec ts[2] = {ClampTime(archive_entry_atime(e), archive_entry_atime_nsec(e)),
-                    ClampTime(archive_entry_mtime(e), archive_entry_mtime_nsec(e))};
-  if (!archive_entry_atime_is_set(e)) ts[0] = ts[1];
+  timespec ts[2];
+  EntryTimes(e, ts);
   if (::utimensat(parent, n, ts, AT_SYMLINK_NOFOLLOW) != 0) {
     return StatusFromErrno(errno, "utimes " + name);
   }
@@ -397,8 +468,14 @@ Status Extractor::Entry(archive* a, archive_entry* e) {
     if (::linkat(tfd->get(), t.back().c_str(), p, n, 0) != 0) {
       return StatusFromErrno(errno, "link " + rel + " -> " + hardlink);
     }
+    // As containerd, the link entry's own owner, xattrs, mode and times are then applied to
+    // the shared inode (never through a symlink: a link to a symlink is the symlink).
+    if (::fstatat(p, n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return StatusFromErrno(errno, "stat " + rel);
+    }
+    RETURN_IF_ERROR(SetMeta(p, base, e, S_ISLNK(st.st_mode)));
     unpacked_.insert(rel);
-    return {};  // a hardlink shares the target's metadata
+    return {};
   }
   switch (type) {
     case AE_IFDIR:
@@ -469,10 +546,7 @@ Status Extractor::Entry(archive* a, archive_entry* e) {
   RETURN_IF_ERROR(SetMeta(p, base, e, is_link));
   if (type == AE_IFDIR) {
     DirTimes d{comps, {}};
-    d.ts[1] = ClampTime(archive_entry_mtime(e), archive_entry_mtime_nsec(e));
-    d.ts[0] = archive_entry_atime_is_set(e)
-                  ? ClampTime(archive_entry_atime(e), archive_entry_atime_nsec(e))
-                  : d.ts[1];
+    EntryTimes(e, d.ts);
     dirs_.push_back(std::move(d));
   }
   unpacked_.insert(rel);

@@ -322,11 +322,67 @@ TEST_F(DiffApplyTest, ModesOwnersSetuidDevices) {
   EXPECT_EQ(st.st_rdev, makedev(1, 3));
   ASSERT_EQ(::lstat(In("fifo").c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  // As containerd: trusted.* (admin) xattrs are never taken from a layer.
   char v[8] = {};
-  ssize_t n = ::lgetxattr(In("x").c_str(), "trusted.berth", v, sizeof v);
-  if (n >= 0) {
-    EXPECT_EQ(std::string(v, n), "yes");
+  EXPECT_LT(::lgetxattr(In("x").c_str(), "trusted.berth", v, sizeof v), 0);
+  EXPECT_EQ(ReadFile(In("x")), "v");
+}
+
+// As containerd: a hardlink entry's own owner, mode, times and xattrs land on the shared inode.
+TEST_F(DiffApplyTest, HardlinkEntryMetadataAppliesToTheInode) {
+  Tar t;
+  t.Add({.name = "f", .type = '0', .data = "x", .mode = 0600, .uid = 1, .gid = 2});
+  t.Add({.name = "hl", .type = '1', .link = "f", .mode = 0640, .uid = 7, .gid = 8,
+         .mtime = 1700000500, .pax = {{"SCHILY.xattr.user.k", "v"}}});
+  ASSERT_TRUE(Apply(t.Finish()).has_value());
+  struct stat a, b;
+  ASSERT_EQ(::lstat(In("f").c_str(), &a), 0);
+  ASSERT_EQ(::lstat(In("hl").c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  EXPECT_EQ(a.st_mode & 07777, 0640u);
+  EXPECT_EQ(a.st_uid, 7u);
+  EXPECT_EQ(a.st_gid, 8u);
+  EXPECT_EQ(a.st_mtim.tv_sec, 1700000500);
+  char v[4] = {};
+  ASSERT_EQ(::lgetxattr(In("f").c_str(), "user.k", v, sizeof v), 1);
+  EXPECT_EQ(v[0], 'v');
+}
+
+// Times as containerd sets them: atime is the later of atime and mtime; a time before the
+// epoch or past int64 nanoseconds becomes the epoch.
+TEST_F(DiffApplyTest, TimesFollowContainerd) {
+  Tar t;
+  t.Add({.name = "old-atime", .pax = {{"atime", "1600000000.5"}}});
+  t.Add({.name = "new-atime", .pax = {{"atime", "1800000000.25"}}});
+  t.Add({.name = "nanos", .pax = {{"mtime", "1700000000.123456789"}}});
+  t.Add({.name = "negative", .mtime = 0, .pax = {{"mtime", "-1.5"}}});
+  t.Add({.name = "far", .mtime = 0, .pax = {{"mtime", "10000000000"}}});
+  t.Add({.name = "dir", .type = '5', .mode = 0755, .pax = {{"atime", "1000"}}});
+  ASSERT_TRUE(Apply(t.Finish()).has_value());
+  auto times = [&](const std::string& p) {
+    struct stat st {};
+    EXPECT_EQ(::lstat(In(p).c_str(), &st), 0) << p;
+    return std::pair{st.st_atim, st.st_mtim};
+  };
+  auto [a1, m1] = times("old-atime");
+  EXPECT_EQ(a1.tv_sec, 1700000000);
+  EXPECT_EQ(a1.tv_nsec, 0);
+  EXPECT_EQ(m1.tv_sec, 1700000000);
+  auto [a2, m2] = times("new-atime");
+  EXPECT_EQ(a2.tv_sec, 1800000000);
+  EXPECT_EQ(a2.tv_nsec, 250000000);
+  auto [a3, m3] = times("nanos");
+  EXPECT_EQ(m3.tv_sec, 1700000000);
+  EXPECT_EQ(m3.tv_nsec, 123456789);
+  for (const char* p : {"negative", "far"}) {
+    auto [a, m] = times(p);
+    EXPECT_EQ(m.tv_sec, 0) << p;
+    EXPECT_EQ(m.tv_nsec, 0) << p;
+    EXPECT_EQ(a.tv_sec, 0) << p;
   }
+  auto [a4, m4] = times("dir");
+  EXPECT_EQ(a4.tv_sec, 1700000000);
+  EXPECT_EQ(m4.tv_sec, 1700000000);
 }
 
 // T1: names are cleaned and clamped to the root.
@@ -408,7 +464,8 @@ TEST_F(DiffApplyTest, T4_ChmodChownThroughSymlinkLeavesHostAlone) {
   // A symlink carrying mode/owner/xattrs/times of its own.
   t.Add({.name = "link", .type = '2', .link = host, .mode = 07777, .uid = 123, .gid = 456,
          .mtime = 1, .pax = {{"SCHILY.xattr.user.evil", "1"}}});
-  t.Hardlink("hl", "link");  // a hardlink to the symlink itself
+  // A hardlink to the symlink itself (its header's owner lands on that same inode).
+  t.Add({.name = "hl", .type = '1', .link = "link", .uid = 123, .gid = 456, .mtime = 1});
   t.Add({.name = "dirlink", .type = '2', .link = outside_, .mode = 0777});
   ASSERT_TRUE(Apply(t.Finish()).has_value());
   struct stat st;
@@ -505,6 +562,44 @@ TEST_F(DiffApplyTest, OverlayWhiteoutsBecomeDevicesAndXattrs) {
   ASSERT_EQ(::lstat(In("implicit").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0711u) << "implicit parent copied from the lowerdir";
   EXPECT_EQ(st.st_uid, 7u);
+}
+
+// As containerd's mkparent: an implicitly created parent takes owner, mode, times and
+// non-trusted xattrs from the topmost lower that has the path, and only if it is a directory
+// there (a whiteout means the directory is new: defaults).
+TEST_F(DiffApplyTest, OverlayImplicitParentsFollowTheTopmostLower) {
+  std::string l1 = tmp_ + "/l1", l2 = tmp_ + "/l2";
+  fs::create_directories(l1 + "/kept");
+  fs::create_directories(l2 + "/gone");
+  ASSERT_EQ(::chmod((l1 + "/kept").c_str(), 0750), 0);
+  ASSERT_EQ(::chown((l1 + "/kept").c_str(), 3, 4), 0);
+  ASSERT_EQ(::setxattr((l1 + "/kept").c_str(), "user.k", "v", 1, 0), 0);
+  ASSERT_EQ(::setxattr((l1 + "/kept").c_str(), "trusted.berth", "1", 1, 0), 0);
+  ASSERT_EQ(::mknod((l1 + "/gone").c_str(), S_IFCHR, makedev(0, 0)), 0);  // a whiteout
+  ASSERT_EQ(::chmod((l2 + "/gone").c_str(), 0700), 0);
+  ASSERT_EQ(::chown((l2 + "/gone").c_str(), 5, 5), 0);
+  before_ = Snapshot();
+  // After Snapshot(), whose listing of kept/ would update its atime.
+  timespec ts[2] = {{1600000000, 0}, {1600000001, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (l1 + "/kept").c_str(), ts, 0), 0);
+  Tar t;
+  t.File("kept/f", "x").File("gone/f", "y");
+  StringReader r(t.Finish());
+  auto res = ApplyLayer(r, kTar, root_, {.mode = WhiteoutMode::kOverlay, .lowerdirs = {l1, l2}});
+  ASSERT_TRUE(res.has_value()) << res.error().ToString();
+  struct stat st;
+  ASSERT_EQ(::lstat(In("kept").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  EXPECT_EQ(st.st_uid, 3u);
+  EXPECT_EQ(st.st_gid, 4u);
+  EXPECT_EQ(st.st_atim.tv_sec, 1600000000);
+  char v[4] = {};
+  ASSERT_EQ(::lgetxattr(In("kept").c_str(), "user.k", v, sizeof v), 1);
+  EXPECT_EQ(v[0], 'v');
+  EXPECT_LT(::lgetxattr(In("kept").c_str(), "trusted.berth", v, sizeof v), 0);
+  ASSERT_EQ(::lstat(In("gone").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u) << "the whiteout in the topmost lower ends the search";
+  EXPECT_EQ(st.st_uid, 0u);
 }
 
 TEST_F(DiffApplyTest, EntryReplacesWhatIsInTheWay) {
