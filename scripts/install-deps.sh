@@ -19,6 +19,8 @@ PKGS=(
   libgtest-dev libgmock-dev googletest
   # the real containerd client and daemon the integration tests compare against
   containerd runc
+  # the second OCI runtime the shim core is tested with
+  crun
   # a local registry and image tools for `ctr content fetch` tests (no network)
   docker-registry skopeo umoci busybox-static
   # python3's tarfile writes the precise layer tars of the side-by-side tests
