@@ -1,6 +1,6 @@
 // ProcessIo and the console socket without an OCI runtime: a plain child spawned with the
 // stdio ProcessIo hands out plays the container process.
-#include "runtime/process_io.h"
+#include "oci/process_io.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -15,10 +15,10 @@
 #include <fstream>
 #include <thread>
 
-#include "runtime/console.h"
+#include "oci/console.h"
 #include "test_util.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 namespace {
 
 using namespace std::chrono_literals;
@@ -253,4 +253,4 @@ TEST(OciStdio, ConsoleSocketTimesOut) {
 }
 
 }  // namespace
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -23,9 +23,9 @@
 
 #include "common/fs.h"
 #include "common/status.h"
-#include "runtime/event_loop.h"
+#include "oci/event_loop.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 enum class CgroupMode { kLegacy, kHybrid, kUnified };
 std::string_view CgroupModeName(CgroupMode mode);
@@ -133,4 +133,4 @@ class OomWatcher {
 // Parses "key value" lines (memory.stat, memory.events, cpu.stat, ...).
 std::map<std::string, uint64_t> ParseFlatKeyed(std::string_view text);
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

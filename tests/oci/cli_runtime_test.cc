@@ -6,10 +6,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "runtime/oci_runtime.h"
+#include "oci/oci_runtime.h"
 #include "test_util.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 namespace {
 
 using namespace std::chrono_literals;
@@ -172,4 +172,4 @@ TEST(OciCliRuntime, MissingBinary) {
 }
 
 }  // namespace
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -1,4 +1,4 @@
-#include "runtime/oci_runtime.h"
+#include "oci/oci_runtime.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,7 +10,7 @@
 
 #include "common/log.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 namespace {
 
@@ -339,4 +339,4 @@ Result<std::string> CliRuntime::Stats(const std::string& id) {
   return out;
 }
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -8,13 +8,13 @@
 #include <mutex>
 #include <thread>
 
-#include "runtime/cgroup.h"
-#include "runtime/oci_runtime.h"
-#include "runtime/process_io.h"
-#include "runtime/reaper.h"
+#include "oci/cgroup.h"
+#include "oci/oci_runtime.h"
+#include "oci/process_io.h"
+#include "oci/reaper.h"
 #include "test_util.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 namespace {
 
 using testing::TempDir;
@@ -249,4 +249,4 @@ TEST(OciCgroupStats, HostLayoutIsReadable) {
 }
 
 }  // namespace
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -1,4 +1,4 @@
-#include "runtime/event_loop.h"
+#include "oci/event_loop.h"
 
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -10,7 +10,7 @@
 
 #include "common/log.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 namespace {
 constexpr uint64_t kWakeId = 0;
@@ -142,4 +142,4 @@ void EventLoop::Run() {
   }
 }
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -1,4 +1,4 @@
-#include "runtime/console.h"
+#include "oci/console.h"
 
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-namespace berth::runtime {
+namespace berth::oci {
 
 Result<std::unique_ptr<ConsoleSocket>> ConsoleSocket::Create(const std::string& parent) {
   std::string base = parent;
@@ -112,4 +112,4 @@ Status ResizeTerminal(int fd, uint16_t width, uint16_t height) {
   return Status::Ok();
 }
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "common/fs.h"
-#include "runtime/container.h"
+#include "oci/container.h"
 
-namespace berth::runtime::testing {
+namespace berth::oci::testing {
 
 // One per process (subreaper, signalfd): created on first use, on the gtest main thread.
 inline RuntimeEnv* Env() {
@@ -194,4 +194,4 @@ inline void RemoveCgroupTree(const std::string& name) {
   }
 }
 
-}  // namespace berth::runtime::testing
+}  // namespace berth::oci::testing

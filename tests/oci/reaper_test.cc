@@ -1,6 +1,6 @@
 // The reaper: exit statuses, subreaper orphans, invocations never losing their exit to the
 // waitpid(-1) loop, and what a spawned child inherits (CVE-2024-21626: only what we pass).
-#include "runtime/reaper.h"
+#include "oci/reaper.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 
 #include "test_util.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 namespace {
 
 using testing::Env;
@@ -207,4 +207,4 @@ TEST(OciReaper, HideMountsIsPrivateToTheChild) {
 }
 
 }  // namespace
-}  // namespace berth::runtime
+}  // namespace berth::oci

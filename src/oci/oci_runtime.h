@@ -25,10 +25,10 @@
 #include <vector>
 
 #include "common/status.h"
-#include "runtime/cgroup.h"
-#include "runtime/reaper.h"
+#include "oci/cgroup.h"
+#include "oci/reaper.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 // `<runtime> state <id>`: the OCI state plus runc's extras.
 struct ContainerState {
@@ -171,4 +171,4 @@ class CliRuntime final : public OciRuntime {
 // Extracts the message of the last "level":"error" entry from runtime JSON log lines.
 std::string LastRuntimeError(std::string_view json_lines);
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

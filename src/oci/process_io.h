@@ -40,11 +40,11 @@
 
 #include "common/fs.h"
 #include "common/status.h"
-#include "runtime/event_loop.h"
-#include "runtime/oci_runtime.h"
-#include "runtime/reaper.h"
+#include "oci/event_loop.h"
+#include "oci/oci_runtime.h"
+#include "oci/reaper.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 // The Task API's stdio fields for one process.
 // (Named in/out/err: stdin and friends are macros in <cstdio>.)
@@ -149,4 +149,4 @@ class ProcessIo {
   bool closed_ = false;                       // GUARDED_BY(mu_)
 };
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -1,4 +1,4 @@
-#include "runtime/reaper.h"
+#include "oci/reaper.h"
 
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -26,7 +26,7 @@
 
 extern char** environ;
 
-namespace berth::runtime {
+namespace berth::oci {
 
 int ExitStatusFromWaitStatus(int wait_status) {
   if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
@@ -604,4 +604,4 @@ Result<CommandResult> RunCommand(Reaper& reaper, const CommandOptions& options) 
   }
 }
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

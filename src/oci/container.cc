@@ -1,4 +1,4 @@
-#include "runtime/container.h"
+#include "oci/container.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -10,9 +10,9 @@
 
 #include "common/log.h"
 #include "common/validate.h"
-#include "runtime/console.h"
+#include "oci/console.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 // ---------------------------------------------------------------------------------------------
 // RuntimeEnv
@@ -546,4 +546,4 @@ Result<ProcessState> Container::State(const std::string& exec_id) {
   return s;
 }
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

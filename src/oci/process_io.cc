@@ -1,4 +1,4 @@
-#include "runtime/process_io.h"
+#include "oci/process_io.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -10,9 +10,9 @@
 #include <cstring>
 
 #include "common/log.h"
-#include "runtime/console.h"
+#include "oci/console.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 namespace {
 
@@ -550,4 +550,4 @@ void ProcessIo::Close() {
   StopLogger();
 }
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -41,9 +41,9 @@
 
 #include "common/fs.h"
 #include "common/status.h"
-#include "runtime/event_loop.h"
+#include "oci/event_loop.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 // One reaped child. `status` is the exit code, or 128+signal when killed by a signal — the
 // value containerd reports as exit_status (sys/reaper exitStatus).
@@ -186,4 +186,4 @@ Result<CommandResult> RunCommand(Reaper& reaper, const CommandOptions& options);
 // Resolves a program name the way execvp would, but in the parent: "" if not found.
 std::string LookPath(const std::string& name);
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -1,4 +1,4 @@
-#include "runtime/cgroup.h"
+#include "oci/cgroup.h"
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -16,7 +16,7 @@
 
 #include "common/log.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 namespace {
 
@@ -446,4 +446,4 @@ OomWatcher::~OomWatcher() {
   });
 }
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

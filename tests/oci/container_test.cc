@@ -1,7 +1,7 @@
 // Real containers with runc and crun: a busybox bundle, stdio through FIFOs, a pty, exits,
 // signals, pause/resume, exec, stats, OOM. Root only; every test cleans up its containers
 // (Container's destructor force-deletes), cgroups and temp dirs.
-#include "runtime/container.h"
+#include "oci/container.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@
 
 #include "test_util.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 namespace {
 
 using namespace std::chrono_literals;
@@ -415,4 +415,4 @@ TEST(OciCrunHybrid, PlainCrunFailsClearly) {
 }
 
 }  // namespace
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -28,7 +28,7 @@
 #include "common/fs.h"
 #include "common/status.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 class EventLoop {
  public:
@@ -86,4 +86,4 @@ class EventLoop {
   std::vector<std::function<void()>> posted_;  // GUARDED_BY(post_mu_)
 };
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -11,7 +11,7 @@
 #include "common/fs.h"
 #include "common/status.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 // A listening socket `<dir>/pty.sock` in a fresh 0700 temp directory. Destruction closes it
 // and removes the directory. One master per socket.
@@ -42,4 +42,4 @@ class ConsoleSocket {
 // TIOCSWINSZ on a pty master: what ResizePty does.
 Status ResizeTerminal(int fd, uint16_t width, uint16_t height);
 
-}  // namespace berth::runtime
+}  // namespace berth::oci

@@ -38,13 +38,13 @@
 #include <vector>
 
 #include "common/status.h"
-#include "runtime/cgroup.h"
-#include "runtime/event_loop.h"
-#include "runtime/oci_runtime.h"
-#include "runtime/process_io.h"
-#include "runtime/reaper.h"
+#include "oci/cgroup.h"
+#include "oci/event_loop.h"
+#include "oci/oci_runtime.h"
+#include "oci/process_io.h"
+#include "oci/reaper.h"
 
-namespace berth::runtime {
+namespace berth::oci {
 
 // The process-wide pieces all containers of a shim share: the event loop thread, the reaper,
 // the host's cgroup layout. Create it first thing in main(), before other threads exist (the
@@ -169,4 +169,4 @@ class Container {
   std::map<std::string, std::shared_ptr<Process>> execs_;  // GUARDED_BY(mu_)
 };
 
-}  // namespace berth::runtime
+}  // namespace berth::oci
