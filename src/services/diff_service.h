@@ -8,7 +8,15 @@
 //   one bind mount (not read-only)     → straight into its source, naive whiteouts
 //   anything else                      → mounted on a temp dir under `tmp_base`, naive
 //                                        whiteouts, always unmounted again
-// Diff (compare two mount sets) is not implemented yet: Unimplemented.
+//
+// Diff mounts `left` and `right` read-only on temp dirs (overlay: upperdir folded into the
+// lowerdirs), writes the layer taking left to right (diff::WriteDiff) into the content store
+// through ingest `ref` (a generated "<nanos>-<rand>" when empty, aborted again on failure; a
+// given ref is truncated first and kept on failure) under the caller's lease, and commits it
+// with the request labels plus, when compressed, `containerd.io/uncompressed=<diffID>`. A blob
+// that already exists keeps its labels and only gains that one. Media type: request's or
+// ...tar+gzip; tar, +gzip, +zstd are written, others are Unimplemented "unsupported diff
+// media type: <type>". Answers {media type, digest, size} of the stored blob.
 #pragma once
 
 #include <string>

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mount.h"
 #include "common/status.h"
 #include "common/validate.h"
 
@@ -47,12 +48,7 @@ struct Info {
 };
 
 // One mount, as data: the caller performs it (containerd.types.Mount without target).
-struct Mount {
-  std::string type;
-  std::string source;
-  std::vector<std::string> options;
-  bool operator==(const Mount&) const = default;
-};
+using Mount = ::berth::Mount;
 
 struct Usage {
   int64_t size = 0;    // bytes in use (allocated blocks, hardlinks counted once)

@@ -1,0 +1,166 @@
+#include "common/mount.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace berth {
+namespace {
+
+struct FlagWord {
+  std::string_view word;
+  bool clear;  // the word turns the flag off ("rw" clears MS_RDONLY)
+  unsigned long flag;
+};
+
+constexpr FlagWord kFlagWords[] = {
+    {"async", true, MS_SYNCHRONOUS},
+    {"atime", true, MS_NOATIME},
+    {"bind", false, MS_BIND},
+    {"defaults", false, 0},
+    {"dev", true, MS_NODEV},
+    {"diratime", true, MS_NODIRATIME},
+    {"dirsync", false, MS_DIRSYNC},
+    {"exec", true, MS_NOEXEC},
+    {"mand", false, MS_MANDLOCK},
+    {"noatime", false, MS_NOATIME},
+    {"nodev", false, MS_NODEV},
+    {"nodiratime", false, MS_NODIRATIME},
+    {"noexec", false, MS_NOEXEC},
+    {"nomand", true, MS_MANDLOCK},
+    {"norelatime", true, MS_RELATIME},
+    {"nostrictatime", true, MS_STRICTATIME},
+    {"nosuid", false, MS_NOSUID},
+    {"rbind", false, MS_BIND | MS_REC},
+    {"relatime", false, MS_RELATIME},
+    {"remount", false, MS_REMOUNT},
+    {"ro", false, MS_RDONLY},
+    {"rw", true, MS_RDONLY},
+    {"strictatime", false, MS_STRICTATIME},
+    {"suid", true, MS_NOSUID},
+    {"sync", false, MS_SYNCHRONOUS},
+    {"private", false, MS_PRIVATE},
+    {"rprivate", false, MS_PRIVATE | MS_REC},
+    {"shared", false, MS_SHARED},
+    {"rshared", false, MS_SHARED | MS_REC},
+    {"slave", false, MS_SLAVE},
+    {"rslave", false, MS_SLAVE | MS_REC},
+    {"unbindable", false, MS_UNBINDABLE},
+    {"runbindable", false, MS_UNBINDABLE | MS_REC},
+};
+
+constexpr unsigned long kPropagation = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
+
+}  // namespace
+
+bool HasMountOption(const Mount& m, std::string_view option) {
+  for (const auto& o : m.options) {
+    if (o == option) return true;
+  }
+  return false;
+}
+
+std::string MountOptionValue(const Mount& m, std::string_view key) {
+  for (const auto& o : m.options) {
+    if (o.size() > key.size() && o.starts_with(key) && o[key.size()] == '=') {
+      return o.substr(key.size() + 1);
+    }
+  }
+  return "";
+}
+
+std::vector<Mount> ReadonlyMounts(std::vector<Mount> mounts) {
+  for (Mount& m : mounts) {
+    std::vector<std::string> out;
+    if (m.type == "overlay") {
+      std::string upper;
+      for (auto& o : m.options) {
+        if (o.starts_with("upperdir=")) {
+          upper = o.substr(9);
+        } else if (!o.starts_with("workdir=")) {
+          out.push_back(std::move(o));
+        }
+      }
+      if (!upper.empty()) {
+        for (auto& o : out) {
+          if (o.starts_with("lowerdir=")) o = "lowerdir=" + upper + ":" + o.substr(9);
+        }
+      }
+    } else {
+      for (auto& o : m.options) {
+        if (o != "rw" && o != "ro") out.push_back(std::move(o));
+      }
+      out.emplace_back("ro");
+    }
+    m.options = std::move(out);
+  }
+  return mounts;
+}
+
+Result<std::unique_ptr<TempMount>> TempMount::Make(const std::string& base,
+                                                   std::span<const Mount> mounts,
+                                                   std::string_view prefix) {
+  if (::mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) {
+    return std::unexpected(StatusFromErrno(errno, "mkdir " + base));
+  }
+  std::string tmpl = base + "/" + std::string(prefix) + "XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return std::unexpected(StatusFromErrno(errno, "mkdtemp " + tmpl));
+  auto t = std::unique_ptr<TempMount>(new TempMount(tmpl));
+  for (const Mount& m : mounts) RETURN_IF_ERROR(t->MountOne(m));
+  return t;
+}
+
+Status TempMount::MountOne(const Mount& m) {
+  unsigned long flags = 0;
+  std::string data;
+  for (const auto& o : m.options) {
+    const FlagWord* word = nullptr;
+    for (const FlagWord& w : kFlagWords) {
+      if (w.word == o) word = &w;
+    }
+    if (word == nullptr) {
+      if (!data.empty()) data += ',';
+      data += o;
+    } else if (word->clear) {
+      flags &= ~word->flag;
+    } else {
+      flags |= word->flag;
+    }
+  }
+  const std::string what = "mount " + m.type + " " + m.source + " on " + dir_;
+  const unsigned long base_flags = flags & ~kPropagation;
+  const std::string type = m.type == "bind" ? "none" : m.type;
+  if (::mount(m.source.c_str(), dir_.c_str(), type.c_str(), base_flags,
+              data.empty() ? nullptr : data.c_str()) != 0) {
+    return StatusFromErrno(errno, what);
+  }
+  ++mounted_;
+  if ((flags & kPropagation) != 0 &&
+      ::mount(nullptr, dir_.c_str(), nullptr, flags & (kPropagation | MS_REC), nullptr) != 0) {
+    return StatusFromErrno(errno, what + " (propagation)");
+  }
+  // The kernel ignores MS_RDONLY when making a bind mount; only a remount applies it.
+  if ((base_flags & (MS_BIND | MS_RDONLY)) == (MS_BIND | MS_RDONLY) &&
+      ::mount(nullptr, dir_.c_str(), nullptr, base_flags | MS_REMOUNT, nullptr) != 0) {
+    return StatusFromErrno(errno, what + " (read-only remount)");
+  }
+  return Status::Ok();
+}
+
+TempMount::~TempMount() {
+  for (; mounted_ > 0; --mounted_) {
+    if (::umount2(dir_.c_str(), MNT_DETACH) != 0) {
+      spdlog::warn("unmount {}: {}", dir_, std::strerror(errno));
+      return;  // keep the directory: rmdir of a still-mounted dir would fail anyway
+    }
+  }
+  if (::rmdir(dir_.c_str()) != 0) spdlog::warn("remove {}: {}", dir_, std::strerror(errno));
+}
+
+}  // namespace berth

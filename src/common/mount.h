@@ -1,0 +1,60 @@
+// Mounts as data (containerd.types.Mount without a target) and the one owner of a temporary
+// mount point, shared by everything that has to look inside a snapshot (Diff.Apply,
+// Diff.Diff).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace berth {
+
+// One mount, as a snapshotter returns it and a client sends it: the caller performs it.
+struct Mount {
+  std::string type;
+  std::string source;
+  std::vector<std::string> options;
+  bool operator==(const Mount&) const = default;
+};
+
+bool HasMountOption(const Mount& m, std::string_view option);
+// The value of the first `key=value` option, or "".
+std::string MountOptionValue(const Mount& m, std::string_view key);
+
+// The read-only form of `mounts`, as containerd makes it before reading a snapshot
+// (mount.readonlyMounts): overlay loses upperdir/workdir and the upperdir becomes the top
+// lowerdir (a lowerdir-only overlay is read-only and still honours whiteouts); every other
+// mount loses rw/ro and gets "ro".
+std::vector<Mount> ReadonlyMounts(std::vector<Mount> mounts);
+
+// Mounts a list of mounts, in order, on a fresh directory `<base>/<prefix>XXXXXX` (base is
+// created 0700 on demand). The destructor unmounts everything (lazily, innermost first) and
+// removes the directory — with rmdir only, so a failed unmount never deletes snapshot data.
+// Options: the usual flag words (ro, rw, bind, rbind, nosuid, nodev, noexec, ...) become
+// mount flags, the rest is passed as data. A read-only bind is remounted read-only, as
+// the kernel ignores MS_RDONLY on the bind itself. No mounts → an empty directory.
+class TempMount {
+ public:
+  // Errors: errno-mapped codes from mkdir/mkdtemp/mount, naming the mount.
+  static Result<std::unique_ptr<TempMount>> Make(const std::string& base,
+                                                 std::span<const Mount> mounts,
+                                                 std::string_view prefix = "mount-");
+  ~TempMount();
+  TempMount(const TempMount&) = delete;
+  TempMount& operator=(const TempMount&) = delete;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  explicit TempMount(std::string dir) : dir_(std::move(dir)) {}
+  Status MountOne(const Mount& m);
+
+  std::string dir_;
+  int mounted_ = 0;
+};
+
+}  // namespace berth

@@ -1,0 +1,90 @@
+// Mount helpers: containerd's read-only conversion, and TempMount cleaning up after itself.
+#include "common/mount.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace berth {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(ReadonlyMounts, OverlayFoldsUpperIntoLowerAndDropsWorkdir) {
+  auto out = ReadonlyMounts(
+      {{"overlay",
+        "overlay",
+        {"index=off", "workdir=/s/2/work", "upperdir=/s/2/fs", "lowerdir=/s/1/fs:/s/0/fs"}}});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].options,
+            (std::vector<std::string>{"index=off", "lowerdir=/s/2/fs:/s/1/fs:/s/0/fs"}));
+  // Already read-only (a view): unchanged.
+  auto view = ReadonlyMounts({{"overlay", "overlay", {"lowerdir=/a:/b"}}});
+  EXPECT_EQ(view[0].options, (std::vector<std::string>{"lowerdir=/a:/b"}));
+}
+
+TEST(ReadonlyMounts, OthersGetRoInsteadOfRw) {
+  auto out = ReadonlyMounts({{"bind", "/x", {"rw", "rbind"}}, {"bind", "/y", {"ro", "rbind"}}});
+  EXPECT_EQ(out[0].options, (std::vector<std::string>{"rbind", "ro"}));
+  EXPECT_EQ(out[1].options, (std::vector<std::string>{"rbind", "ro"}));
+}
+
+TEST(MountOptions, Lookup) {
+  Mount m{"overlay", "overlay", {"ro", "upperdir=/u", "lowerdir=/l"}};
+  EXPECT_TRUE(HasMountOption(m, "ro"));
+  EXPECT_FALSE(HasMountOption(m, "rw"));
+  EXPECT_EQ(MountOptionValue(m, "upperdir"), "/u");
+  EXPECT_EQ(MountOptionValue(m, "workdir"), "");
+}
+
+class TempMountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount)";
+    char tmpl[] = "/tmp/berth-mount-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    tmp_ = tmpl;
+    fs::create_directory(tmp_ + "/src");
+    std::ofstream(tmp_ + "/src/f") << "data";
+  }
+  void TearDown() override {
+    if (tmp_.empty()) return;
+    std::error_code ec;
+    fs::remove_all(tmp_, ec);
+  }
+  std::string tmp_;
+};
+
+TEST_F(TempMountTest, ReadOnlyBindIsReadOnlyAndGoneAfterwards) {
+  std::string dir;
+  {
+    auto t = TempMount::Make(tmp_ + "/mnts",
+                             std::vector<Mount>{{"bind", tmp_ + "/src", {"rbind", "ro"}}});
+    ASSERT_TRUE(t.has_value()) << t.error().ToString();
+    dir = (*t)->dir();
+    EXPECT_TRUE(fs::exists(dir + "/f"));
+    EXPECT_NE(::access((dir + "/f").c_str(), W_OK), 0);
+    EXPECT_EQ(errno, EROFS);
+  }
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_TRUE(fs::exists(tmp_ + "/src/f")) << "source untouched";
+}
+
+TEST_F(TempMountTest, FailedMountLeavesNothing) {
+  auto t =
+      TempMount::Make(tmp_ + "/mnts", std::vector<Mount>{{"bind", tmp_ + "/missing", {"rbind"}}});
+  ASSERT_FALSE(t.has_value());
+  EXPECT_EQ(t.error().code(), Code::kNotFound);
+  EXPECT_TRUE(fs::is_empty(tmp_ + "/mnts"));
+}
+
+TEST_F(TempMountTest, NoMountsIsAnEmptyDirectory) {
+  auto t = TempMount::Make(tmp_ + "/mnts", std::vector<Mount>{});
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(fs::is_empty((*t)->dir()));
+}
+
+}  // namespace
+}  // namespace berth
