@@ -101,16 +101,19 @@ RunResult Run(const std::vector<std::string>& argv, const std::string& stdin_dat
     r.err = std::string("spawn ") + argv[0] + ": " + std::strerror(rc);
     return r;
   }
-  // Feed stdin in full first (small inputs only), then drain both outputs with poll.
+  // Feed stdin and drain both outputs together (poll), so neither side can block the other.
+  // A child that exits without reading its stdin gives EPIPE, not a SIGPIPE that would kill
+  // the test process and orphan the daemons it started.
+  static const bool sigpipe_ignored = [] { return ::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+  (void)sigpipe_ignored;
+  ::fcntl(in[1], F_SETFL, O_NONBLOCK);
   size_t off = 0;
-  while (off < stdin_data.size()) {
-    ssize_t n = ::write(in[1], stdin_data.data() + off, stdin_data.size() - off);
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
+  if (stdin_data.empty()) {
+    ::close(in[1]);
+    in[1] = -1;
   }
-  ::close(in[1]);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
   int open_fds = 2;
   bool timed_out = false;
   while (open_fds > 0) {
@@ -122,7 +125,15 @@ RunResult Run(const std::vector<std::string>& argv, const std::string& stdin_dat
       ::kill(pid, SIGKILL);
       break;
     }
-    if (::poll(fds, 2, static_cast<int>(left)) < 0) break;
+    if (::poll(fds, 3, static_cast<int>(left)) < 0 && errno != EINTR) break;
+    if (fds[2].fd >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t n = ::write(fds[2].fd, stdin_data.data() + off, stdin_data.size() - off);
+      if (n > 0) off += static_cast<size_t>(n);
+      if ((n < 0 && errno != EAGAIN) || off == stdin_data.size()) {
+        ::close(fds[2].fd);
+        fds[2].fd = -1;
+      }
+    }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       char buf[65536];
