@@ -20,7 +20,6 @@ constexpr char kImage[] = "example.com/berth/c:latest";
 class BerthContainersCliTest : public DaemonTest {
  protected:
   void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
     DaemonTest::SetUp();
   }
   void ImportImage() {

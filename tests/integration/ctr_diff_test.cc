@@ -206,14 +206,9 @@ void ChangeTop(const std::string& root) {
   WriteFile(root + "/file2dir/in", "in");
 }
 
-// Run() feeds stdin with write(2): a child that exits without reading it all (ctr content
-// ingest of a blob the store has) must not kill the test with SIGPIPE, leaving daemons behind.
-void IgnoreSigpipe() { ::signal(SIGPIPE, SIG_IGN); }
-
 class CtrDiffTest : public DaemonTest, public ::testing::WithParamInterface<std::string> {
  protected:
   void SetUp() override {
-    IgnoreSigpipe();
     DaemonTest::SetUp();
   }
   RunResult Snap(std::vector<std::string> args) {
@@ -522,7 +517,6 @@ void ChangeRich(const std::string& root) {
 class ContainerdAgreesTest : public DaemonTest {
  protected:
   void SetUp() override {
-    IgnoreSigpipe();
     DaemonTest::SetUp();
   }
 };
