@@ -4,9 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "common/log.h"
 
@@ -103,6 +106,63 @@ std::vector<Mount> ReadonlyMounts(std::vector<Mount> mounts) {
   return mounts;
 }
 
+namespace {
+
+// The kernel copies at most one page of mount data. Past this size (containerd's threshold:
+// page size - 512) overlay lowerdirs are rewritten relative to their common parent and the
+// mount is made from there.
+constexpr size_t kCompactOverlayAt = 4096 - 512;
+
+// Rewrites "lowerdir=" in `data` relative to the lowerdirs' longest common parent directory;
+// returns that directory ("" when there is none to gain from).
+std::string CompactLowerdirs(std::string& data) {
+  size_t start = data.starts_with("lowerdir=") ? 0 : data.find(",lowerdir=");
+  if (start == std::string::npos) return "";
+  if (start != 0) ++start;
+  size_t end = data.find(',', start);
+  if (end == std::string::npos) end = data.size();
+  std::string value = data.substr(start + 9, end - start - 9);
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i <= value.size();) {
+    size_t j = value.find(':', i);
+    if (j == std::string::npos) j = value.size();
+    dirs.push_back(value.substr(i, j - i));
+    i = j + 1;
+  }
+  std::string common = dirs[0].substr(0, dirs[0].rfind('/') + 1);
+  for (const auto& d : dirs) {
+    while (!common.empty() && !d.starts_with(common)) {
+      common.pop_back();
+      common.erase(common.rfind('/') + 1);
+    }
+  }
+  if (common.size() <= 1 || common[0] != '/') return "";
+  std::string rel;
+  for (const auto& d : dirs) {
+    if (!rel.empty()) rel += ':';
+    rel += d.substr(common.size());
+  }
+  data.replace(start + 9, end - start - 9, rel);
+  return common;
+}
+
+// mount(2) with relative paths resolved from `cwd`: on a thread of its own with a private
+// fs context (unshare(CLONE_FS)), so the process's working directory never changes.
+int MountFrom(const std::string& cwd, const char* source, const char* target, const char* type,
+              unsigned long flags, const char* data) {
+  int err = 0;
+  std::thread t([&] {
+    if (::unshare(CLONE_FS) != 0 || ::chdir(cwd.c_str()) != 0 ||
+        ::mount(source, target, type, flags, data) != 0) {
+      err = errno;
+    }
+  });
+  t.join();
+  return err;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<TempMount>> TempMount::Make(const std::string& base,
                                                    std::span<const Mount> mounts,
                                                    std::string_view prefix) {
@@ -136,8 +196,16 @@ Status TempMount::MountOne(const Mount& m) {
   const std::string what = "mount " + m.type + " " + m.source + " on " + dir_;
   const unsigned long base_flags = flags & ~kPropagation;
   const std::string type = m.type == "bind" ? "none" : m.type;
-  if (::mount(m.source.c_str(), dir_.c_str(), type.c_str(), base_flags,
-              data.empty() ? nullptr : data.c_str()) != 0) {
+  std::string cwd;
+  if (type == "overlay" && data.size() >= kCompactOverlayAt) cwd = CompactLowerdirs(data);
+  const char* data_arg = data.empty() ? nullptr : data.c_str();
+  if (!cwd.empty()) {
+    if (int err = MountFrom(cwd, m.source.c_str(), dir_.c_str(), type.c_str(), base_flags,
+                            data_arg);
+        err != 0) {
+      return StatusFromErrno(err, what);
+    }
+  } else if (::mount(m.source.c_str(), dir_.c_str(), type.c_str(), base_flags, data_arg) != 0) {
     return StatusFromErrno(errno, what);
   }
   ++mounted_;

@@ -86,5 +86,27 @@ TEST_F(TempMountTest, NoMountsIsAnEmptyDirectory) {
   EXPECT_TRUE(fs::is_empty((*t)->dir()));
 }
 
+// More lowerdirs than fit in a page of mount data (containerd compacts them the same way):
+// the mount still works and our working directory is untouched.
+TEST_F(TempMountTest, OverlayWithOptionsLongerThanAPage) {
+  std::string lowers;
+  for (int i = 0; i < 120; ++i) {
+    std::string d = tmp_ + "/snapshots/layer-" + std::to_string(i) + "-padding-padding/fs";
+    fs::create_directories(d);
+    std::ofstream(d + "/f" + std::to_string(i)) << i;
+    if (!lowers.empty()) lowers += ':';
+    lowers += d;
+  }
+  ASSERT_GT(lowers.size(), 4096u);
+  auto cwd_before = fs::current_path();
+  auto t = TempMount::Make(tmp_ + "/mnts",
+                           std::vector<Mount>{{"overlay", "overlay", {"lowerdir=" + lowers}}});
+  ASSERT_TRUE(t.has_value()) << t.error().ToString();
+  EXPECT_EQ(fs::current_path(), cwd_before);
+  for (int i = 0; i < 120; ++i) {
+    EXPECT_TRUE(fs::exists((*t)->dir() + "/f" + std::to_string(i))) << i;
+  }
+}
+
 }  // namespace
 }  // namespace berth
