@@ -12,110 +12,14 @@
 #include <string_view>
 #include <thread>
 
+#include "common/mount.h"
+
 namespace berth::cli {
 namespace {
 
-struct FlagOption {
-  std::string_view name;
-  bool clear;  // the option removes the flag ("rw", "dev", ...)
-  unsigned long flag;
-};
-
-// fstab words that are mount(2) flags rather than filesystem data.
-constexpr FlagOption kFlagOptions[] = {
-    {"async", true, MS_SYNCHRONOUS},
-    {"atime", true, MS_NOATIME},
-    {"bind", false, MS_BIND},
-    {"defaults", false, 0},
-    {"dev", true, MS_NODEV},
-    {"diratime", true, MS_NODIRATIME},
-    {"dirsync", false, MS_DIRSYNC},
-    {"exec", true, MS_NOEXEC},
-    {"noatime", false, MS_NOATIME},
-    {"nodev", false, MS_NODEV},
-    {"nodiratime", false, MS_NODIRATIME},
-    {"noexec", false, MS_NOEXEC},
-    {"norelatime", true, MS_RELATIME},
-    {"nostrictatime", true, MS_STRICTATIME},
-    {"nosuid", false, MS_NOSUID},
-    {"rbind", false, MS_BIND | MS_REC},
-    {"relatime", false, MS_RELATIME},
-    {"ro", false, MS_RDONLY},
-    {"rw", true, MS_RDONLY},
-    {"strictatime", false, MS_STRICTATIME},
-    {"suid", true, MS_NOSUID},
-    {"sync", false, MS_SYNCHRONOUS},
-};
-
-// Propagation changes are a separate mount(2) call on the finished mount.
-constexpr std::pair<std::string_view, unsigned long> kPropagation[] = {
-    {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
-    {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
-    {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
-    {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
-};
-
-struct Parsed {
-  unsigned long flags = 0;
-  unsigned long propagation = 0;
-  std::string data;
-};
-
-Parsed ParseOptions(const containerd::types::Mount& m) {
-  Parsed p;
-  for (const auto& o : m.options()) {
-    bool known = false;
-    for (const auto& f : kFlagOptions) {
-      if (o == f.name) {
-        p.flags = f.clear ? p.flags & ~f.flag : p.flags | f.flag;
-        known = true;
-        break;
-      }
-    }
-    for (const auto& [name, flag] : kPropagation) {
-      if (!known && o == name) {
-        p.propagation |= flag;
-        known = true;
-      }
-    }
-    if (!known) {
-      if (!p.data.empty()) p.data += ',';
-      p.data += o;
-    }
-  }
-  return p;
-}
-
 Status MountOne(const containerd::types::Mount& m, const std::string& target) {
-  Parsed p = ParseOptions(m);
-  std::string what = "mount " + m.type() + " " + m.source() + " on " + target;
-  // The data string is one page at most; overlays of very many layers exceed it.
-  if (p.data.size() >= static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {
-    return InvalidArgument(what + ": mount options are " + std::to_string(p.data.size()) +
-                           " bytes, more than the kernel takes");
-  }
-  std::string type = m.type() == "bind" ? "none" : m.type();
-  bool bind = (p.flags & MS_BIND) != 0;
-  // A bind ignores MS_RDONLY (and the other per-mount flags); they take a remount.
-  unsigned long first = bind ? p.flags & ~(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC) : p.flags;
-  if (::mount(m.source().c_str(), target.c_str(), type.c_str(), first,
-              p.data.empty() ? nullptr : p.data.c_str()) != 0) {
-    return StatusFromErrno(errno, what);
-  }
-  unsigned long remount = p.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
-  if (bind && remount != 0 &&
-      ::mount(nullptr, target.c_str(), nullptr, MS_REMOUNT | MS_BIND | remount, nullptr) != 0) {
-    Status s = StatusFromErrno(errno, "remount bind " + target + " (ro/nosuid/nodev/noexec)");
-    ::umount2(target.c_str(), MNT_DETACH);
-    return s;
-  }
-  if (p.propagation != 0 &&
-      ::mount(nullptr, target.c_str(), nullptr, p.propagation, nullptr) != 0) {
-    Status s = StatusFromErrno(errno, "set propagation of " + target);
-    ::umount2(target.c_str(), MNT_DETACH);
-    return s;
-  }
-  return Status::Ok();
+  berth::Mount plain{m.type(), m.source(), {m.options().begin(), m.options().end()}};
+  return MountOn(plain, target);
 }
 
 // Undoes mountinfo's octal escapes ("\040" is a space).

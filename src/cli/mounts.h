@@ -17,12 +17,8 @@ using MountList = google::protobuf::RepeatedPtrField<containerd::types::Mount>;
 // (no trailing newline after the last).
 std::string MountCommands(const MountList& mounts, const std::string& target);
 
-// Mounts each of `mounts` on `target` in order (a later one stacks on an earlier one).
-// Options: ro/rw, bind/rbind, nosuid/nodev/noexec/sync/noatime/nodiratime/relatime/strictatime
-// become flags; the rest (overlay's lowerdir=, upperdir=, workdir=, ...) become the data
-// string. A read-only bind is bound first, then remounted read-only (the kernel ignores
-// MS_RDONLY on the bind itself). Type "bind" mounts as "none". On failure the mounts made so
-// far are undone.
+// Mounts each of `mounts` on `target` in order (a later one stacks on an earlier one), each
+// with berth::MountOn (common/mount.h). On failure the mounts made so far are undone.
 Status MountAll(const MountList& mounts, const std::string& target);
 
 // Unmounts `target` until it is no mount point any more (a stack of mounts goes entirely);

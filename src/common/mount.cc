@@ -176,7 +176,7 @@ Result<std::unique_ptr<TempMount>> TempMount::Make(const std::string& base,
   return t;
 }
 
-Status TempMount::MountOne(const Mount& m) {
+Status MountOn(const Mount& m, const std::string& target) {
   unsigned long flags = 0;
   std::string data;
   for (const auto& o : m.options) {
@@ -193,31 +193,44 @@ Status TempMount::MountOne(const Mount& m) {
       flags |= word->flag;
     }
   }
-  const std::string what = "mount " + m.type + " " + m.source + " on " + dir_;
+  const std::string what = "mount " + m.type + " " + m.source + " on " + target;
+  const unsigned long propagation =
+      (flags & kPropagation) != 0 ? flags & (kPropagation | MS_REC) : 0;
   const unsigned long base_flags = flags & ~kPropagation;
+  const bool bind = (base_flags & MS_BIND) != 0;
+  // A bind ignores MS_RDONLY and the other per-mount flags; they take a remount afterwards.
+  constexpr unsigned long kPerMount = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  const unsigned long first = bind ? base_flags & ~kPerMount : base_flags;
   const std::string type = m.type == "bind" ? "none" : m.type;
   std::string cwd;
   if (type == "overlay" && data.size() >= kCompactOverlayAt) cwd = CompactLowerdirs(data);
   const char* data_arg = data.empty() ? nullptr : data.c_str();
   if (!cwd.empty()) {
-    if (int err = MountFrom(cwd, m.source.c_str(), dir_.c_str(), type.c_str(), base_flags,
-                            data_arg);
+    if (int err = MountFrom(cwd, m.source.c_str(), target.c_str(), type.c_str(), first, data_arg);
         err != 0) {
       return StatusFromErrno(err, what);
     }
-  } else if (::mount(m.source.c_str(), dir_.c_str(), type.c_str(), base_flags, data_arg) != 0) {
+  } else if (::mount(m.source.c_str(), target.c_str(), type.c_str(), first, data_arg) != 0) {
     return StatusFromErrno(errno, what);
   }
+  auto undo = [&](Status s) {
+    ::umount2(target.c_str(), MNT_DETACH);
+    return s;
+  };
+  if (bind && (base_flags & kPerMount) != 0 &&
+      ::mount(nullptr, target.c_str(), nullptr, MS_REMOUNT | MS_BIND | (base_flags & kPerMount),
+              nullptr) != 0) {
+    return undo(StatusFromErrno(errno, what + " (ro/nosuid/nodev/noexec remount)"));
+  }
+  if (propagation != 0 && ::mount(nullptr, target.c_str(), nullptr, propagation, nullptr) != 0) {
+    return undo(StatusFromErrno(errno, what + " (propagation)"));
+  }
+  return Status::Ok();
+}
+
+Status TempMount::MountOne(const Mount& m) {
+  RETURN_IF_ERROR(MountOn(m, dir_));
   ++mounted_;
-  if ((flags & kPropagation) != 0 &&
-      ::mount(nullptr, dir_.c_str(), nullptr, flags & (kPropagation | MS_REC), nullptr) != 0) {
-    return StatusFromErrno(errno, what + " (propagation)");
-  }
-  // The kernel ignores MS_RDONLY when making a bind mount; only a remount applies it.
-  if ((base_flags & (MS_BIND | MS_RDONLY)) == (MS_BIND | MS_RDONLY) &&
-      ::mount(nullptr, dir_.c_str(), nullptr, base_flags | MS_REMOUNT, nullptr) != 0) {
-    return StatusFromErrno(errno, what + " (read-only remount)");
-  }
   return Status::Ok();
 }
 

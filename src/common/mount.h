@@ -31,6 +31,14 @@ std::string MountOptionValue(const Mount& m, std::string_view key);
 // mount loses rw/ro and gets "ro".
 std::vector<Mount> ReadonlyMounts(std::vector<Mount> mounts);
 
+// Performs one mount on `target`. Options: the usual flag words (ro, rw, bind, rbind, nosuid,
+// nodev, noexec, ...) become mount flags, propagation words a second mount(2) call, the rest
+// data. A bind is made first and remounted for ro/nosuid/nodev/noexec (the kernel ignores
+// them on the bind itself); type "bind" mounts as "none". Overlay data longer than a page
+// gets its lowerdirs relative to their common parent (as containerd does). On failure nothing
+// stays mounted. Errors: errno-mapped, naming the mount.
+Status MountOn(const Mount& m, const std::string& target);
+
 // Mounts a list of mounts, in order, on a fresh directory `<base>/<prefix>XXXXXX` (base is
 // created 0700 on demand). The destructor unmounts everything (lazily, innermost first) and
 // removes the directory — with rmdir only, so a failed unmount never deletes snapshot data.
