@@ -17,11 +17,6 @@
 namespace berth::cli {
 namespace {
 
-Status MountOne(const containerd::types::Mount& m, const std::string& target) {
-  berth::Mount plain{m.type(), m.source(), {m.options().begin(), m.options().end()}};
-  return MountOn(plain, target);
-}
-
 // Undoes mountinfo's octal escapes ("\040" is a space).
 std::string Unescape(std::string_view s) {
   std::string out;
@@ -52,28 +47,11 @@ std::string MountCommands(const MountList& mounts, const std::string& target) {
 }
 
 Status MountAll(const MountList& mounts, const std::string& target) {
-  int done = 0;
+  std::vector<berth::Mount> plain;
   for (const auto& m : mounts) {
-    if (Status s = MountOne(m, target); !s.ok()) {
-      for (; done > 0; --done) ::umount2(target.c_str(), MNT_DETACH);
-      return s;
-    }
-    ++done;
+    plain.push_back({m.type(), m.source(), {m.options().begin(), m.options().end()}});
   }
-  return Status::Ok();
-}
-
-Status UnmountAll(const std::string& target) {
-  struct stat st {};
-  if (::stat(target.c_str(), &st) != 0 && errno == ENOENT) return Status::Ok();
-  for (;;) {
-    int busy = 0;
-    while (::umount2(target.c_str(), 0) != 0) {
-      if (errno == EINVAL) return Status::Ok();  // no mount point (any more)
-      if (errno != EBUSY || ++busy >= 50) return StatusFromErrno(errno, "unmount " + target);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
+  return berth::MountAll(plain, target);
 }
 
 Result<std::string> MountTargetPath(const std::string& target) {

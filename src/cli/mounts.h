@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mount.h"
 #include "common/status.h"
 #include "github.com/containerd/containerd/api/types/mount.pb.h"
 
@@ -21,10 +22,8 @@ std::string MountCommands(const MountList& mounts, const std::string& target);
 // with berth::MountOn (common/mount.h). On failure the mounts made so far are undone.
 Status MountAll(const MountList& mounts, const std::string& target);
 
-// Unmounts `target` until it is no mount point any more (a stack of mounts goes entirely);
-// EBUSY is retried for a while, as containerd does. A target that does not exist, or is no
-// mount point at all, is no error.
-Status UnmountAll(const std::string& target);
+// berth::UnmountAll (common/mount.h), non-lazy as ctr's unmount.
+using berth::UnmountAll;
 
 // `target` as an absolute, normalized path, checked to be an existing directory (mounts,
 // and the snapshot and lease keys named after them, must not depend on the working

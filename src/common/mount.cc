@@ -7,6 +7,7 @@
 #include <sched.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -226,6 +227,29 @@ Status MountOn(const Mount& m, const std::string& target) {
     return undo(StatusFromErrno(errno, what + " (propagation)"));
   }
   return Status::Ok();
+}
+
+Status MountAll(std::span<const Mount> mounts, const std::string& target) {
+  size_t done = 0;
+  for (const Mount& m : mounts) {
+    if (Status s = MountOn(m, target); !s.ok()) {
+      for (; done > 0; --done) ::umount2(target.c_str(), MNT_DETACH);
+      return s;
+    }
+    ++done;
+  }
+  return Status::Ok();
+}
+
+Status UnmountAll(const std::string& target, int flags) {
+  for (;;) {
+    int busy = 0;
+    while (::umount2(target.c_str(), flags) != 0) {
+      if (errno == EINVAL || errno == ENOENT) return Status::Ok();  // no mount point (left)
+      if (errno != EBUSY || ++busy >= 50) return StatusFromErrno(errno, "unmount " + target);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
 }
 
 Status TempMount::MountOne(const Mount& m) {

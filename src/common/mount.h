@@ -39,6 +39,15 @@ std::vector<Mount> ReadonlyMounts(std::vector<Mount> mounts);
 // stays mounted. Errors: errno-mapped, naming the mount.
 Status MountOn(const Mount& m, const std::string& target);
 
+// Mounts `mounts` on `target` in order (a later one stacks on an earlier one); on failure the
+// ones made so far are undone.
+Status MountAll(std::span<const Mount> mounts, const std::string& target);
+
+// Unmounts `target` until it is no mount point any more (a stack goes entirely), with
+// umount2 `flags` (MNT_DETACH for lazy); EBUSY is retried for a while, as containerd's
+// mount.UnmountAll does. A missing target or no mount point is no error.
+Status UnmountAll(const std::string& target, int flags = 0);
+
 // Mounts a list of mounts, in order, on a fresh directory `<base>/<prefix>XXXXXX` (base is
 // created 0700 on demand). The destructor unmounts everything (lazily, innermost first) and
 // removes the directory — with rmdir only, so a failed unmount never deletes snapshot data.

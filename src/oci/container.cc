@@ -17,14 +17,18 @@ namespace berth::oci {
 // ---------------------------------------------------------------------------------------------
 // RuntimeEnv
 
-Result<std::unique_ptr<RuntimeEnv>> RuntimeEnv::Create() {
+Result<std::unique_ptr<RuntimeEnv>> RuntimeEnv::Create(berth::EventLoop* loop) {
   std::unique_ptr<RuntimeEnv> env(new RuntimeEnv());
   // Block SIGCHLD before the loop thread exists so no thread ever takes it (reaper.h).
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  ASSIGN_OR_RETURN(env->loop_, EventLoop::Create());
+  if (loop) {
+    env->loop_ = EventLoop::Borrow(*loop);
+  } else {
+    ASSIGN_OR_RETURN(env->loop_, EventLoop::Create());
+  }
   ASSIGN_OR_RETURN(env->reaper_, Reaper::Create(env->loop_.get()));
   ASSIGN_OR_RETURN(env->cgroups_, ReadCgroupLayout());
   return env;

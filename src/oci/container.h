@@ -51,7 +51,10 @@ namespace berth::oci {
 // reaper blocks SIGCHLD in the calling thread; see reaper.h). One per process.
 class RuntimeEnv {
  public:
-  static Result<std::unique_ptr<RuntimeEnv>> Create();
+  // With `loop` null the core runs a loop thread of its own; otherwise it works on `loop`,
+  // which the caller runs on a thread created after this call (or on this thread) and which
+  // must outlive the env.
+  static Result<std::unique_ptr<RuntimeEnv>> Create(berth::EventLoop* loop = nullptr);
   ~RuntimeEnv();
 
   EventLoop* loop() const { return loop_.get(); }

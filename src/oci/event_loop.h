@@ -1,5 +1,8 @@
-// EventLoop: one epoll thread that runs every asynchronous job of the OCI runtime core — the
-// reaper's signalfd, stdio copying between pipes/pty and client FIFOs, OOM notifications.
+// EventLoop: the OCI runtime core's view of the process-wide berth::EventLoop (src/common) that
+// runs every asynchronous job of the core — the reaper's signalfd, stdio copying between
+// pipes/pty and client FIFOs, OOM notifications. Either it runs its own loop thread (Create()),
+// or it borrows a loop the caller runs (Borrow(), e.g. the shim's, which also serves ttrpc on
+// it: one loop thread for the whole shim).
 //
 // Why one thread and not a thread per copy (containerd uses a goroutine per stream): a shim
 // lives as long as its containers and its memory is multiplied by their number; an epoll loop
@@ -20,11 +23,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
-#include <vector>
 
+#include "common/event_loop.h"
 #include "common/fs.h"
 #include "common/status.h"
 
@@ -35,10 +36,13 @@ class EventLoop {
   using Handler = std::function<void(uint32_t events)>;
   using HandlerId = uint64_t;
 
-  // Starts the loop thread.
+  // Starts a loop thread of its own (SIGPIPE and SIGCHLD blocked in it).
   static Result<std::unique_ptr<EventLoop>> Create();
-  // Stops and joins the thread. Handlers still registered are dropped (their fds are the
-  // owners' business). Must not be called on the loop thread.
+  // Uses `loop`, which the caller runs (and which must outlive this object). The thread that
+  // runs it must have SIGCHLD blocked (see reaper.h) and should ignore or block SIGPIPE.
+  static std::unique_ptr<EventLoop> Borrow(berth::EventLoop& loop);
+  // Own loop: stops and joins the thread. Handlers still registered are dropped (their fds
+  // are the owners' business). Must not be called on the loop thread.
   ~EventLoop();
 
   EventLoop(const EventLoop&) = delete;
@@ -47,7 +51,7 @@ class EventLoop {
   // Registers `fd` for `events` (EPOLLIN/EPOLLOUT/...; level-triggered). The fd stays owned by
   // the caller and must stay open until Remove(). Regular files cannot be polled (EPERM →
   // PermissionDenied); callers treat those as always ready.
-  // REQUIRES: on the loop thread.
+  // REQUIRES: on the loop thread (or while no thread runs a borrowed loop).
   Result<HandlerId> Add(int fd, uint32_t events, Handler handler);
   // Changes the event mask; 0 pauses the handler without forgetting it.
   // REQUIRES: on the loop thread.
@@ -58,32 +62,20 @@ class EventLoop {
 
   // Runs `fn` on the loop thread soon. Safe from any thread, including the loop thread.
   void Post(std::function<void()> fn);
-  // Runs `fn` on the loop thread and waits for it; runs inline when already on the loop thread.
+  // Runs `fn` on the loop thread and waits for it; runs inline when already on the loop thread
+  // (or when no thread runs a borrowed loop).
   void RunSync(const std::function<void()>& fn);
 
-  bool InLoopThread() const { return std::this_thread::get_id() == thread_id_; }
+  bool InLoopThread() const { return loop_->InLoopThread(); }
+  berth::EventLoop& loop() const { return *loop_; }
 
  private:
   EventLoop() = default;
-  void Run();
-  void DrainPosted();
 
-  UniqueFd epfd_;
-  UniqueFd wakefd_;  // eventfd: Post() wakes the loop through it
-  std::thread thread_;
-  std::thread::id thread_id_;
-
-  struct Entry {
-    int fd;
-    std::shared_ptr<Handler> handler;
-  };
-  // Loop-thread only.
-  std::unordered_map<HandlerId, Entry> handlers_;
+  std::unique_ptr<LoopThread> own_;  // null when borrowed
+  berth::EventLoop* loop_ = nullptr;
+  std::unordered_map<HandlerId, int> fds_;  // loop thread only
   HandlerId next_id_ = 1;
-  bool stopping_ = false;
-
-  std::mutex post_mu_;
-  std::vector<std::function<void()>> posted_;  // GUARDED_BY(post_mu_)
 };
 
 }  // namespace berth::oci

@@ -1,4 +1,4 @@
-#include "ttrpc/event_loop.h"
+#include "common/event_loop.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <future>
 
-namespace berth::ttrpc {
+namespace berth {
 
 namespace internal {
 
@@ -98,7 +98,7 @@ void EventLoop::Run() {
     int n = ::epoll_wait(epoll_.get(), events, 64, NextTimeoutMs());
     if (n < 0) {
       if (errno == EINTR) continue;
-      spdlog::error("ttrpc: epoll_wait: {}", std::strerror(errno));
+      spdlog::error("event loop: epoll_wait: {}", std::strerror(errno));
       break;
     }
     bool posted = false;
@@ -260,4 +260,4 @@ LoopThread::~LoopThread() {
   }
 }
 
-}  // namespace berth::ttrpc
+}  // namespace berth

@@ -1,0 +1,429 @@
+// containerd-shim-berth-v2: containerd's runtime v2 shim for runtime io.containerd.berth.v2.
+//
+//   <shim> [flags] start    start (or reuse) the long-running shim server, print its address
+//   <shim> [flags] delete   clean up after a dead shim: force-delete the container, unmount
+//                           the rootfs, print a DeleteResponse
+//   <shim> [flags]          the server: containerd.task.v2.Task on the listener at fd 3
+// Flags (Go flag syntax, "-x v", "-x=v", "--x v"): -namespace -address -publish-binary -id
+// -bundle -socket -debug -v. The contract is containerd-compat.md §7.3.
+#include <sys/mount.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/fs.h"
+#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "oci/container.h"
+#include "common/mount.h"
+#include "shim/options.h"
+#include "shim/publisher.h"
+#include "shim/task_service.h"
+#include "ttrpc/server.h"
+
+namespace berth::shim {
+namespace {
+
+constexpr char kSocketDir[] = "/run/berth/s";
+constexpr char kDefaultRuntimeRoot[] = "/run/berth/runc";
+constexpr char kVersion[] = "0.1.0";
+
+struct Flags {
+  std::string ns;
+  std::string address;
+  std::string publish_binary;
+  std::string id;
+  std::string bundle;
+  std::string socket;
+  bool debug = false;
+  bool version = false;
+  std::string action;  // "", "start", "delete"
+};
+
+Result<Flags> ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.size() < 2 || a[0] != '-') {
+      if (!f.action.empty()) return std::unexpected(InvalidArgument("unexpected argument " + a));
+      f.action = a;
+      continue;
+    }
+    std::string name = a.substr(a[1] == '-' ? 2 : 1);
+    std::optional<std::string> value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (name == "debug" || name == "v") {
+      bool on = !value || *value == "true" || *value == "1";
+      (name == "debug" ? f.debug : f.version) = on;
+      continue;
+    }
+    std::string* dst = name == "namespace"        ? &f.ns
+                       : name == "address"        ? &f.address
+                       : name == "publish-binary" ? &f.publish_binary
+                       : name == "id"             ? &f.id
+                       : name == "bundle"         ? &f.bundle
+                       : name == "socket"         ? &f.socket
+                                                  : nullptr;
+    if (!dst) return std::unexpected(InvalidArgument("flag provided but not defined: -" + name));
+    if (!value) {
+      if (i + 1 >= argc) return std::unexpected(InvalidArgument("flag needs an argument: -" + name));
+      value = argv[++i];
+    }
+    *dst = *value;
+  }
+  return f;
+}
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+// The group a container's shim serves: one shim per pod for CRI (as the runc shim groups).
+std::string GroupOf(const std::string& bundle, const std::string& id) {
+  auto text = ReadFile(bundle + "/config.json", 64 << 20);
+  if (!text) return id;
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.contains("annotations") || !j["annotations"].is_object()) return id;
+  for (const char* key : {"io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"}) {
+    auto it = j["annotations"].find(key);
+    if (it != j["annotations"].end() && it->is_string() && !it->get<std::string>().empty()) {
+      return it->get<std::string>();
+    }
+  }
+  return id;
+}
+
+Result<sockaddr_un> UnixAddr(const std::string& path) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(sa.sun_path)) {
+    return std::unexpected(InvalidArgument("socket path too long: " + path));
+  }
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  return sa;
+}
+
+bool CanConnect(const std::string& path) {
+  auto sa = UnixAddr(path);
+  if (!sa) return false;
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return false;
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&*sa), sizeof(*sa)) == 0;
+}
+
+Result<UniqueFd> ListenUnix(const std::string& path) {
+  ASSIGN_OR_RETURN(sockaddr_un sa, UnixAddr(path));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return std::unexpected(StatusFromErrno(errno, "socket"));
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    return std::unexpected(StatusFromErrno(errno, "bind " + path));
+  }
+  if (::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), SOMAXCONN) != 0) {
+    Status st = StatusFromErrno(errno, "listen " + path);
+    ::unlink(path.c_str());
+    return std::unexpected(st);
+  }
+  return fd;
+}
+
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// `start`: see the file comment and containerd-compat.md §7.3.
+int Start(const Flags& f, char** argv) {
+  char cwd[4096];
+  if (!::getcwd(cwd, sizeof(cwd))) {
+    std::cerr << "getcwd: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  std::string bundle = f.bundle.empty() ? cwd : f.bundle;
+  std::string group = GroupOf(bundle, f.id);
+  std::string sock = std::string(kSocketDir) + "/" + Sha256Hex(f.address + "/" + f.ns + "/" + group);
+  std::string address = "unix://" + sock;
+
+  // Runtime options on stdin (an Any), kept in options.json for the server's Create.
+  std::string in = ReadAll(0);
+  if (!in.empty()) {
+    google::protobuf::Any any;
+    if (!any.ParseFromString(in)) {
+      std::cerr << "invalid runtime options on stdin\n";
+      return 1;
+    }
+    auto o = DecodeOptions(any);
+    if (!o) {
+      std::cerr << o.error().ToString() << "\n";
+      return 1;
+    }
+    if (Status st = WriteFileAtomic(bundle + "/options.json", OptionsToJson(*o), 0600); !st.ok()) {
+      std::cerr << st.ToString() << "\n";
+      return 1;
+    }
+  }
+
+  auto publish = [&]() -> int {
+    if (Status st = WriteFileAtomic(bundle + "/address", address, 0600); !st.ok()) {
+      std::cerr << st.ToString() << "\n";
+      return 1;
+    }
+    std::cout << address << std::flush;
+    return 0;
+  };
+
+  if (Status st = EnsureDir("/run/berth", 0711); !st.ok()) {
+    std::cerr << st.ToString() << "\n";
+    return 1;
+  }
+  if (Status st = EnsureDir(kSocketDir, 0700, true); !st.ok()) {
+    std::cerr << st.ToString() << "\n";
+    return 1;
+  }
+  struct stat st_sock;
+  if (::lstat(sock.c_str(), &st_sock) == 0) {
+    if (CanConnect(sock)) return publish();  // a live shim serves this group already
+    ::unlink(sock.c_str());                  // left behind by a dead shim
+  }
+  auto listener = ListenUnix(sock);
+  if (!listener) {
+    std::cerr << listener.error().ToString() << "\n";
+    return 1;
+  }
+
+  std::vector<std::string> args = {argv[0], "-namespace", f.ns, "-id", f.id, "-address", f.address};
+  if (!f.publish_binary.empty()) {
+    args.insert(args.end(), {"-publish-binary", f.publish_binary});
+  }
+  if (f.debug) args.push_back("-debug");
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) {
+    std::cerr << "readlink /proc/self/exe: " << std::strerror(errno) << "\n";
+    ::unlink(sock.c_str());
+    return 1;
+  }
+  self[n] = '\0';
+
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::cerr << "fork: " << std::strerror(errno) << "\n";
+    ::unlink(sock.c_str());
+    return 1;
+  }
+  if (pid == 0) {
+    ::setsid();
+    int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+    }
+    // fd 3 = the listener, inheritable (dup2 clears FD_CLOEXEC, but not when it is fd 3).
+    if (listener->get() == 3) {
+      if (::fcntl(3, F_SETFD, 0) != 0) ::_exit(127);
+    } else if (::dup2(listener->get(), 3) < 0) {
+      ::_exit(127);
+    }
+    ::execv(self, cargs.data());
+    ::_exit(127);
+  }
+  // The server is not our child to wait for: it is reparented when we exit. Make sure it
+  // did not die at once (bad binary), as containerd would otherwise dial a dead socket.
+  return publish();
+}
+
+// `delete`: the daemon's cleanup after a shim went away.
+int Delete(const Flags& f) {
+  char cwd[4096];
+  std::string bundle = f.bundle;
+  if (bundle.empty() && ::getcwd(cwd, sizeof(cwd))) bundle = cwd;
+  auto env = oci::RuntimeEnv::Create();
+  if (!env) {
+    std::cerr << env.error().ToString() << "\n";
+    return 1;
+  }
+  RuncOptions opts;
+  if (auto text = ReadFile(bundle + "/options.json")) {
+    if (auto o = OptionsFromJson(*text)) opts = *o;
+  }
+  oci::RuntimeOptions ro;
+  if (!opts.binary_name.empty()) ro.binary = opts.binary_name;
+  ro.root = (opts.root.empty() ? kDefaultRuntimeRoot : opts.root) + std::string("/") + f.ns;
+  ro.systemd_cgroup = opts.systemd_cgroup;
+  ro.timeout = std::chrono::seconds(10);
+  if (auto rt = oci::CliRuntime::Create((*env)->reaper(), ro, (*env)->cgroups())) {
+    Status st = (*rt)->Delete(f.id, true);
+    if (!st.ok() && st.code() != Code::kNotFound) {
+      spdlog::warn("delete {}: {}", f.id, st.ToString());
+    }
+  }
+  if (Status st = UnmountAll(bundle + "/rootfs", MNT_DETACH); !st.ok()) {
+    spdlog::warn("delete {}: {}", f.id, st.ToString());
+  }
+  containerd::task::v2::DeleteResponse resp;
+  resp.set_exit_status(128 + SIGKILL);
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  resp.mutable_exited_at()->set_seconds(ns / 1000000000);
+  resp.mutable_exited_at()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+  std::string out;
+  resp.SerializeToString(&out);
+  std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
+  std::cout.flush();
+  return 0;
+}
+
+// The server: serves the listener on fd 3 until Shutdown.
+int Serve(const Flags& f) {
+  // First, before any thread: the one event loop (ttrpc and the OCI core share it, run by
+  // this thread), subreaper, SIGCHLD handling.
+  ::signal(SIGPIPE, SIG_IGN);
+  auto loop = ttrpc::EventLoop::Create();
+  if (!loop) {
+    std::fprintf(stderr, "%s\n", loop.error().ToString().c_str());
+    return 1;
+  }
+  auto env = oci::RuntimeEnv::Create(loop->get());
+  if (!env) {
+    std::fprintf(stderr, "%s\n", env.error().ToString().c_str());
+    return 1;
+  }
+  // Log to the bundle's `log` FIFO, which the daemon reads (opened write-only, no O_CREAT).
+  int log = ::open("log", O_WRONLY | O_CLOEXEC);
+  if (log >= 0) {
+    ::dup2(log, 2);
+    ::close(log);
+  }
+  spdlog::set_default_logger(spdlog::stderr_logger_st("shim"));
+  spdlog::set_level(f.debug ? spdlog::level::debug : spdlog::level::info);
+  spdlog::set_pattern("time=\"%Y-%m-%dT%H:%M:%S.%fZ\" level=%l msg=\"%v\"", spdlog::pattern_time_type::utc);
+
+  std::string sock_path;
+  {
+    sockaddr_un sa{};
+    socklen_t len = sizeof(sa);
+    if (::getsockname(3, reinterpret_cast<sockaddr*>(&sa), &len) == 0 && sa.sun_path[0] != '\0') {
+      sock_path = sa.sun_path;
+    }
+  }
+  // The socket file goes with the server, however it ends.
+  struct RemoveSocket {
+    std::string path;
+    ~RemoveSocket() {
+      if (!path.empty()) ::unlink(path.c_str());
+    }
+  } remove_socket{sock_path};
+  const char* ttrpc_addr = std::getenv("TTRPC_ADDRESS");
+  {
+    // Tearing down (killing containers left by Shutdown{now}, finishing worker jobs) runs
+    // the OCI runtime, whose exits come through the loop: keep it running on a helper thread
+    // (SIGCHLD blocked, inherited) until everything below is destroyed.
+    struct TeardownLoop {
+      ttrpc::EventLoop& loop;
+      std::thread thread;
+      ~TeardownLoop() {
+        if (thread.joinable()) {
+          loop.Stop();
+          thread.join();
+        }
+      }
+    } teardown{**loop, {}};
+    ttrpc::Server server(**loop);
+    Publisher publisher(**loop, ttrpc_addr ? ttrpc_addr : "", f.ns);
+    TaskService service(env->get(), **loop, server, publisher,
+                        ShimConfig{f.ns, f.id, kDefaultRuntimeRoot});
+    if (Status st = service.Register(); !st.ok()) {
+      spdlog::error("{}", st.ToString());
+      return 1;
+    }
+    // Shutdown: stop serving, then exit once the last events (/tasks/exit, /tasks/delete)
+    // are delivered, or after 2 s.
+    auto deadline = ttrpc::Clock::now() + std::chrono::seconds(2);
+    std::function<void()> stop_when_flushed = [&] {
+      if (publisher.Idle() || ttrpc::Clock::now() >= deadline) {
+        (*loop)->Stop();
+        return;
+      }
+      (*loop)->AddTimer(ttrpc::Clock::now() + std::chrono::milliseconds(20), stop_when_flushed);
+    };
+    service.OnShutdown([&] {
+      deadline = ttrpc::Clock::now() + std::chrono::seconds(2);
+      server.Shutdown(std::chrono::seconds(1), [&] { stop_when_flushed(); });
+    });
+    if (Status st = server.Serve(UniqueFd(3)); !st.ok()) {
+      spdlog::error("serve: {}", st.ToString());
+      return 1;
+    }
+    (*loop)->Run();
+    teardown.thread = std::thread([&] { (*loop)->Run(); });
+    server.Close();
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace berth::shim
+
+int main(int argc, char** argv) {
+  using namespace berth::shim;
+  auto flags = ParseFlags(argc, argv);
+  if (!flags) {
+    std::fprintf(stderr, "%s\n", flags.error().ToString().c_str());
+    return 2;
+  }
+  if (flags->version) {
+    std::printf("containerd-shim-berth-v2:\n  Version: %s\n", kVersion);
+    return 0;
+  }
+  if (flags->ns.empty()) {
+    std::fprintf(stderr, "shim namespace cannot be empty\n");
+    return 1;
+  }
+  if (flags->action == "start") return Start(*flags, argv);
+  if (flags->action == "delete") return Delete(*flags);
+  if (!flags->action.empty()) {
+    std::fprintf(stderr, "unknown command %s\n", flags->action.c_str());
+    return 1;
+  }
+  return Serve(*flags);
+}

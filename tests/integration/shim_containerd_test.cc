@@ -1,0 +1,185 @@
+// containerd-shim-berth-v2 under the real containerd 1.6: `ctr run --runtime
+// io.containerd.berth.v2` with a busybox rootfs directory. Each test gets its own containerd
+// (temp root/state), its own containerd namespace (so the shim's runtime state under
+// /run/berth/runc/<ns> is private), and cleans up every task, container and dir it made.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.h"
+
+namespace berth::testing {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr char kRuntime[] = "io.containerd.berth.v2";
+
+class ShimContainerdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (!ContainerdDaemon::Available() || ::access("/bin/busybox", X_OK) != 0) {
+      GTEST_SKIP() << "needs /usr/bin/containerd and /bin/busybox";
+    }
+    char tmpl[] = "/tmp/berth-shim-it-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    tmp_ = tmpl;
+    ns_ = "berthshim" + std::to_string(::getpid());
+    rootfs_ = tmp_ + "/rootfs";
+    fs::create_directories(rootfs_ + "/bin");
+    for (const char* d : {"proc", "sys", "dev", "tmp", "etc"}) fs::create_directories(rootfs_ + "/" + d);
+    fs::copy_file("/bin/busybox", rootfs_ + "/bin/busybox");
+    for (const char* app : {"sh", "echo", "sleep", "cat", "true", "ls", "tty", "id", "ps"}) {
+      fs::create_symlink("busybox", rootfs_ + "/bin/" + app);
+    }
+    std::string shim = BERTH_SHIM_PATH;
+    opts_.env["PATH"] = fs::path(shim).parent_path().string() + ":" + std::getenv("PATH");
+    ASSERT_TRUE(daemon_.Start(tmp_ + "/containerd", opts_));
+  }
+
+  void TearDown() override {
+    if (tmp_.empty()) return;
+    for (const auto& id : ids_) {
+      Ctr({"tasks", "kill", "-s", "SIGKILL", id});
+      for (int i = 0; i < 50; ++i) {
+        if (Ctr({"tasks", "delete", id}).exit_code == 0) break;
+        if (Ctr({"tasks", "ls", "-q"}).out.find(id) == std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      Ctr({"containers", "delete", id});
+    }
+    daemon_.Stop();
+    std::error_code ec;
+    fs::remove_all("/run/berth/runc/" + ns_, ec);
+    fs::remove_all(tmp_, ec);
+  }
+
+  RunResult Ctr(const std::vector<std::string>& args, int timeout_s = 60) {
+    return daemon_.Ctr(args, ns_, timeout_s);
+  }
+  // `ctr run --runtime io.containerd.berth.v2 [flags] --rootfs DIR id args...`
+  RunResult RunCtr(const std::vector<std::string>& flags, const std::string& id,
+                   const std::vector<std::string>& args) {
+    ids_.push_back(id);
+    std::vector<std::string> a = {"run", "--runtime", kRuntime};
+    a.insert(a.end(), flags.begin(), flags.end());
+    a.insert(a.end(), {"--rootfs", rootfs_, id});
+    a.insert(a.end(), args.begin(), args.end());
+    return Ctr(a);
+  }
+  // The STATUS column of `ctr tasks ls` for `id` ("" if not listed).
+  std::string TaskStatus(const std::string& id) {
+    for (const auto& line : Lines(Ctr({"tasks", "ls"}).out)) {
+      auto cells = Cells(line);
+      if (cells.size() >= 3 && cells[0] == id) return cells[2];
+    }
+    return "";
+  }
+  bool WaitStatus(const std::string& id, const std::string& want, int tries = 100) {
+    for (int i = 0; i < tries; ++i) {
+      if (TaskStatus(id) == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  std::string tmp_, ns_, rootfs_;
+  ContainerdDaemon::Options opts_;
+  ContainerdDaemon daemon_;
+  std::vector<std::string> ids_;
+};
+
+TEST_F(ShimContainerdTest, RunRmEchoes) {
+  auto r = RunCtr({"--rm"}, "echo1", {"/bin/echo", "hi"});
+  EXPECT_EQ(r.exit_code, 0) << r.err << daemon_.Log();
+  EXPECT_EQ(r.out, "hi\n");
+  EXPECT_EQ(Ctr({"containers", "ls", "-q"}).out, "");
+}
+
+TEST_F(ShimContainerdTest, ExitCodePropagates) {
+  auto r = RunCtr({"--rm"}, "exit7", {"/bin/sh", "-c", "exit 7"});
+  EXPECT_EQ(r.exit_code, 7) << r.err << daemon_.Log();
+}
+
+TEST_F(ShimContainerdTest, DetachedExecPsPauseMetricsKill) {
+  // PID 1 ignores SIGTERM unless it handles it: trap it.
+  auto r = RunCtr({"-d"}, "det1",
+                  {"/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << daemon_.Log();
+  ASSERT_TRUE(WaitStatus("det1", "RUNNING"));
+
+  auto ex = Ctr({"tasks", "exec", "--exec-id", "e1", "det1", "/bin/sh", "-c", "echo from-exec; exit 3"});
+  EXPECT_EQ(ex.out, "from-exec\n") << ex.err;
+  EXPECT_EQ(ex.exit_code, 3) << ex.err;
+
+  auto ps = Ctr({"tasks", "ps", "det1"});
+  EXPECT_EQ(ps.exit_code, 0) << ps.err;
+  EXPECT_GE(Lines(ps.out).size(), 2u) << ps.out;
+
+  EXPECT_EQ(Ctr({"tasks", "pause", "det1"}).exit_code, 0);
+  EXPECT_EQ(TaskStatus("det1"), "PAUSED");
+  EXPECT_EQ(Ctr({"tasks", "resume", "det1"}).exit_code, 0);
+  EXPECT_EQ(TaskStatus("det1"), "RUNNING");
+
+  auto m = Ctr({"tasks", "metrics", "det1"});
+  EXPECT_EQ(m.exit_code, 0) << m.err;
+  EXPECT_NE(m.out.find("memory"), std::string::npos) << m.out;
+
+  EXPECT_EQ(Ctr({"tasks", "kill", "-s", "SIGTERM", "det1"}).exit_code, 0);
+  EXPECT_TRUE(WaitStatus("det1", "STOPPED"));
+  auto del = Ctr({"tasks", "delete", "det1"});
+  EXPECT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_EQ(TaskStatus("det1"), "");
+}
+
+TEST_F(ShimContainerdTest, Terminal) {
+  if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "needs script(1)";
+  ids_.push_back("tty1");
+  std::string cmd = "ctr --address " + daemon_.socket() + " --namespace " + ns_ +
+                    " run --runtime " + kRuntime + " -t --rm --rootfs " + rootfs_ +
+                    " tty1 /bin/tty";
+  auto r = berth::testing::Run({"script", "-qec", cmd, "/dev/null"}, "", 60);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
+}
+
+TEST_F(ShimContainerdTest, CrunThroughRuntimeOptions) {
+  if (::access("/usr/bin/crun", X_OK) != 0) GTEST_SKIP() << "needs crun";
+  std::string cfg = tmp_ + "/crun.json";
+  std::ofstream(cfg) << R"({"binary_name":"crun"})";
+  auto r = RunCtr({"--rm", "--runtime-config-path", cfg}, "crun1", {"/bin/echo", "via-crun"});
+  EXPECT_EQ(r.exit_code, 0) << r.err << daemon_.Log();
+  EXPECT_EQ(r.out, "via-crun\n");
+  // The bundle records the runtime binary the shim used.
+  r = RunCtr({"-d", "--runtime-config-path", cfg}, "crun2", {"/bin/sleep", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string bundle = daemon_.state() + "/io.containerd.runtime.v2.task/" + ns_ + "/crun2";
+  EXPECT_EQ(ReadFileBytes(bundle + "/runtime"), "crun");
+  EXPECT_TRUE(fs::exists("/run/berth/runc/" + ns_ + "/crun2"));
+}
+
+TEST_F(ShimContainerdTest, ContainersSurviveContainerdRestart) {
+  std::vector<std::string> ids = {"keep1", "keep2", "keep3"};
+  for (const auto& id : ids) {
+    auto r = RunCtr({"-d"}, id, {"/bin/sleep", "1000"});
+    ASSERT_EQ(r.exit_code, 0) << r.err << daemon_.Log();
+  }
+  for (const auto& id : ids) ASSERT_TRUE(WaitStatus(id, "RUNNING"));
+  daemon_.Kill();
+  ASSERT_TRUE(daemon_.Start(tmp_ + "/containerd", opts_));
+  for (const auto& id : ids) EXPECT_TRUE(WaitStatus(id, "RUNNING")) << id << "\n" << daemon_.Log();
+  for (const auto& id : ids) {
+    EXPECT_EQ(Ctr({"tasks", "kill", "-s", "SIGKILL", id}).exit_code, 0);
+    EXPECT_TRUE(WaitStatus(id, "STOPPED"));
+    EXPECT_EQ(Ctr({"tasks", "delete", id}).exit_code, 0);
+  }
+}
+
+}  // namespace
+}  // namespace berth::testing
