@@ -51,7 +51,7 @@ Result<Config> LoadConfig(const std::string& path) {
     os << path << ": " << e.description() << " at " << e.source().begin;
     return std::unexpected(InvalidArgument(os.str()));
   }
-  RETURN_IF_ERROR(CheckKeys(root, {"version", "root", "state", "grpc", "debug"}, "", path));
+  RETURN_IF_ERROR(CheckKeys(root, {"version", "root", "state", "grpc", "debug", "runtimes"}, "", path));
   int64_t version = 1;
   RETURN_IF_ERROR(Read(root, "version", &version, path));
   if (version != 1) {
@@ -76,6 +76,21 @@ Result<Config> LoadConfig(const std::string& path) {
   if (const auto* debug = root["debug"].as_table()) {
     RETURN_IF_ERROR(CheckKeys(*debug, {"level"}, "debug.", path));
     RETURN_IF_ERROR(Read(*debug, "level", &cfg.log_level, path));
+  }
+  if (const auto* runtimes = root["runtimes"].as_table()) {
+    for (const auto& [name, node] : *runtimes) {
+      const auto* rt = node.as_table();
+      std::string section = "runtimes." + std::string(name.str()) + ".";
+      if (!rt) return std::unexpected(InvalidArgument(path + ": " + section + " is not a table"));
+      RETURN_IF_ERROR(CheckKeys(*rt, {"binary"}, section, path));
+      std::string binary;
+      RETURN_IF_ERROR(Read(*rt, "binary", &binary, path));
+      if (binary.empty() || binary[0] != '/') {
+        return std::unexpected(
+            InvalidArgument(path + ": " + section + "binary must be an absolute path"));
+      }
+      cfg.runtime_binaries[std::string(name.str())] = binary;
+    }
   }
   return cfg;
 }

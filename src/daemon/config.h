@@ -9,8 +9,14 @@
 //   max_send_message_size = 16777216
 //   [debug]
 //   level = "info"
+//   [runtimes."io.containerd.runc.v2"]    # optional: the shim binary for a runtime name
+//   binary = "/usr/bin/containerd-shim-runc-v2"
+//
+// Without a [runtimes] entry, io.containerd.<name>.<version> runs containerd-shim-<name>-
+// <version> found in $PATH or next to berthd (containerd's rule).
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "common/status.h"
@@ -25,6 +31,8 @@ struct Config {
   // The Go client sends up to 16 MiB; accept as much in both directions.
   int max_recv_message_size = 16 << 20;
   int max_send_message_size = 16 << 20;
+  // Runtime name → shim binary path.
+  std::map<std::string, std::string> runtime_binaries;
 };
 
 inline constexpr char kDefaultConfigPath[] = "/etc/berth/config.toml";

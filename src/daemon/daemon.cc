@@ -24,6 +24,8 @@
 #include "services/images_service.h"
 #include "services/leases_service.h"
 #include "services/snapshots_service.h"
+#include "services/tasks_service.h"
+#include "services/ttrpc_events.h"
 #include "snapshots/native/native.h"
 #include "snapshots/overlay/overlay.h"
 
@@ -174,6 +176,38 @@ Status Daemon::OpenSnapshotters() {
   return Status::Ok();
 }
 
+// The ttrpc events socket, then the shim manager, which reconnects to the shims a previous run
+// left (they may forward queued events at once, so the socket comes first).
+Status Daemon::StartTasks() {
+  std::string ttrpc_address = cfg_.address + ".ttrpc";
+  RETURN_IF_ERROR(ClaimSocket(ttrpc_address));
+  auto loop = ttrpc::LoopThread::Start();
+  if (!loop) return loop.error().Wrap("ttrpc loop");
+  ttrpc_loop_ = std::move(*loop);
+  ttrpc_server_ = std::make_unique<ttrpc::Server>(ttrpc_loop_->loop());
+  RETURN_IF_ERROR(services::RegisterTtrpcEvents(*ttrpc_server_, *exchange_));
+  RETURN_IF_ERROR(ttrpc_server_->Listen(ttrpc_address));
+
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n < 0) return StatusFromErrno(errno, "readlink /proc/self/exe");
+  tasks::ManagerConfig mc{
+      .state_dir = cfg_.state + "/" + tasks::kRuntimePluginDir,
+      .work_dir = cfg_.root + "/" + tasks::kRuntimePluginDir,
+      .grpc_address = cfg_.address,
+      .ttrpc_address = ttrpc_address,
+      .publish_binary = std::string(self, static_cast<size_t>(n)),
+      .binaries = cfg_.runtime_binaries,
+  };
+  auto manager = tasks::Manager::Create(std::move(mc), *exchange_);
+  if (!manager) return manager.error().Wrap("runtime v2");
+  tasks_ = std::move(*manager);
+  tasks_->Recover([this](const std::string& ns, const std::string& id) {
+    return containers_->Get(ns, id).has_value();
+  });
+  return Status::Ok();
+}
+
 Status Daemon::Start() {
   RETURN_IF_ERROR(EnsureDir(cfg_.root, 0700, /*tighten_existing=*/true));
   RETURN_IF_ERROR(EnsureDir(cfg_.state, 0700, /*tighten_existing=*/true));
@@ -203,6 +237,8 @@ Status Daemon::Start() {
     spdlog::error("startup garbage collection: {}", pass.error().ToString());
   }
 
+  RETURN_IF_ERROR(StartTasks());
+
   services_.push_back(std::make_unique<services::VersionService>(
       std::string(BERTH_VERSION), std::string(BERTH_REVISION)));
   services_.push_back(
@@ -220,6 +256,7 @@ Status Daemon::Start() {
       std::make_unique<services::SnapshotsService>(std::move(snapshotters), *exchange_, *gc_));
   // Diff.Apply unpacks layers; temp mount points live under <root>/tmpmounts as in containerd.
   services_.push_back(std::make_unique<services::DiffService>(*content_, cfg_.root + "/tmpmounts"));
+  services_.push_back(std::make_unique<services::TasksService>(*tasks_, *containers_));
 
   // grpc.health.v1.Health answers SERVING for "" (clients' IsServing()).
   grpc::EnableDefaultHealthCheckService(true);
@@ -260,6 +297,11 @@ void Daemon::Stop(std::chrono::milliseconds grace) {
   server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
   gc_->Stop();
+  // Shims and their containers keep running; the next start reconnects to them.
+  tasks_.reset();
+  ttrpc_server_->Close();
+  ttrpc_server_.reset();
+  ttrpc_loop_.reset();
   ::unlink(cfg_.address.c_str());
   spdlog::info("stopped");
 }

@@ -23,6 +23,9 @@
 #include "metadata/namespaces.h"
 #include "metadata/snapshot_store.h"
 #include "snapshots/snapshotter.h"
+#include "tasks/shim_manager.h"
+#include "ttrpc/event_loop.h"
+#include "ttrpc/server.h"
 
 namespace berth::daemon {
 
@@ -43,6 +46,7 @@ class Daemon {
 
  private:
   Status OpenSnapshotters();
+  Status StartTasks();
 
   Config cfg_;
   std::unique_ptr<metadata::Db> db_;
@@ -56,6 +60,10 @@ class Daemon {
   std::vector<std::unique_ptr<metadata::SnapshotStore>> snapshotters_;
   std::unique_ptr<gc::Collector> gc_;
   std::unique_ptr<events::Exchange> exchange_;
+  // `<address>.ttrpc`: shims forward their events here.
+  std::unique_ptr<ttrpc::LoopThread> ttrpc_loop_;
+  std::unique_ptr<ttrpc::Server> ttrpc_server_;
+  std::unique_ptr<tasks::Manager> tasks_;  // shims; closing it leaves them running
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
   CallCounter* calls_ = nullptr;  // owned by server_

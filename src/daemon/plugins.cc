@@ -28,6 +28,10 @@ std::vector<services::PluginInfo> ProvidedPlugins() {
       {.type = kService, .id = "namespaces-service", .dependencies = {kEvent, kMetadata}},
       {.type = kService, .id = "snapshots-service",
        .dependencies = {kMetadata, "io.containerd.gc.v1"}},
+      {.type = "io.containerd.runtime.v2", .id = "task", .dependencies = {kEvent, kMetadata},
+       .platforms = {"linux/amd64"}},
+      {.type = kService, .id = "tasks-service",
+       .dependencies = {kEvent, "io.containerd.runtime.v2", kMetadata}},
       {.type = kGrpc, .id = "introspection", .dependencies = {kService}},
       {.type = kGrpc, .id = "containers", .dependencies = {kService}},
       {.type = kGrpc, .id = "content", .dependencies = {kService}},
@@ -38,6 +42,7 @@ std::vector<services::PluginInfo> ProvidedPlugins() {
       {.type = kGrpc, .id = "leases", .dependencies = {kService}},
       {.type = kGrpc, .id = "namespaces", .dependencies = {kService}},
       {.type = kGrpc, .id = "snapshots", .dependencies = {kService}},
+      {.type = kGrpc, .id = "tasks", .dependencies = {kService}},
       {.type = kGrpc, .id = "version"},
   };
 }

@@ -231,15 +231,21 @@ grpc::Status EventsService::Forward(grpc::ServerContext*, const cs::events::v1::
                                     google::protobuf::Empty*) {
   return Guard("Events.Forward", [&] {
     const auto& e = req->envelope();
-    events::Envelope env = FromProto(e.namespace_(), e.topic(), e.event());
-    env.timestamp_ns = FromTimestamp(e.timestamp());
-    if (!e.has_event()) return ToGrpc(InvalidArgument("event must not be empty"));
-    // As containerd validates envelopes: a forwarded event keeps its original time.
-    if (!e.has_timestamp()) {
-      return ToGrpc(InvalidArgument("timestamp must be set on forwarded event"));
-    }
-    return ToGrpc(exchange_.Forward(std::move(env)));
+    return ToGrpc(ForwardEnvelope(exchange_, e.namespace_(), e.topic(),
+                                  e.has_timestamp() ? &e.timestamp() : nullptr,
+                                  e.has_event() ? &e.event() : nullptr));
   });
+}
+
+Status ForwardEnvelope(events::Exchange& exchange, const std::string& ns,
+                       const std::string& topic, const google::protobuf::Timestamp* timestamp,
+                       const google::protobuf::Any* event) {
+  if (!event) return InvalidArgument("event must not be empty");
+  // As containerd validates envelopes: a forwarded event keeps its original time.
+  if (!timestamp) return InvalidArgument("timestamp must be set on forwarded event");
+  events::Envelope env = FromProto(ns, topic, *event);
+  env.timestamp_ns = FromTimestamp(*timestamp);
+  return exchange.Forward(std::move(env));
 }
 
 grpc::Status EventsService::Subscribe(grpc::ServerContext* ctx,

@@ -88,4 +88,10 @@ class EventsService final : public cs::events::v1::Events::Service {
   events::Exchange& exchange_;
 };
 
+// Validates a complete envelope (from Events.Forward or a shim's ttrpc Forward) and
+// re-broadcasts it with its own namespace, topic and time.
+Status ForwardEnvelope(events::Exchange& exchange, const std::string& ns,
+                       const std::string& topic, const google::protobuf::Timestamp* timestamp,
+                       const google::protobuf::Any* event);
+
 }  // namespace berth::services

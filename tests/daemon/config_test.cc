@@ -75,5 +75,24 @@ TEST_F(ConfigTest, Errors) {
   }
 }
 
+TEST_F(ConfigTest, RuntimeBinaries) {
+  Write(R"(version = 1
+[runtimes."io.containerd.runc.v2"]
+binary = "/usr/bin/containerd-shim-runc-v2"
+[runtimes.berth]
+binary = "/opt/berth/shim"
+)");
+  auto cfg = LoadConfig(path_);
+  ASSERT_TRUE(cfg) << cfg.error().ToString();
+  EXPECT_EQ(cfg->runtime_binaries,
+            (std::map<std::string, std::string>{
+                {"io.containerd.runc.v2", "/usr/bin/containerd-shim-runc-v2"},
+                {"berth", "/opt/berth/shim"}}));
+  Write("[runtimes.x]\nbinary = \"relative\"\n");
+  EXPECT_EQ(LoadConfig(path_).error().code(), Code::kInvalidArgument);
+  Write("[runtimes.x]\nbinary = \"/a\"\noptions = 1\n");
+  EXPECT_EQ(LoadConfig(path_).error().code(), Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace berth::daemon

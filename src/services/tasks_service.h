@@ -1,0 +1,62 @@
+// gRPC adapter for containerd.services.tasks.v1.Tasks over tasks::Manager: each call is the
+// matching containerd.task.v2.Task call on the task's shim (docs/containerd-compat.md §2.10).
+// Task events (/tasks/create, /tasks/start, /tasks/exit, /tasks/delete, ...) are published by
+// the shim itself through the ttrpc events socket; only a shim that dies is reported here (by
+// the manager).
+//
+// Wait is a long call: it waits on an asynchronous shim call and gives up when the client
+// cancels, polling the cancellation once a second. Checkpoint is Unimplemented.
+#pragma once
+
+#include "events/exchange.h"
+#include "github.com/containerd/containerd/api/services/tasks/v1/tasks.grpc.pb.h"
+#include "metadata/container_store.h"
+#include "tasks/shim_manager.h"
+
+namespace berth::services {
+
+namespace tv1 = containerd::services::tasks::v1;
+
+class TasksService final : public tv1::Tasks::Service {
+ public:
+  TasksService(tasks::Manager& manager, metadata::ContainerStore& containers)
+      : manager_(manager), containers_(containers) {}
+
+  grpc::Status Create(grpc::ServerContext*, const tv1::CreateTaskRequest*,
+                      tv1::CreateTaskResponse*) override;
+  grpc::Status Start(grpc::ServerContext*, const tv1::StartRequest*, tv1::StartResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const tv1::DeleteTaskRequest*,
+                      tv1::DeleteResponse*) override;
+  grpc::Status DeleteProcess(grpc::ServerContext*, const tv1::DeleteProcessRequest*,
+                             tv1::DeleteResponse*) override;
+  grpc::Status Get(grpc::ServerContext*, const tv1::GetRequest*, tv1::GetResponse*) override;
+  grpc::Status List(grpc::ServerContext*, const tv1::ListTasksRequest*,
+                    tv1::ListTasksResponse*) override;
+  grpc::Status Kill(grpc::ServerContext*, const tv1::KillRequest*,
+                    google::protobuf::Empty*) override;
+  grpc::Status Exec(grpc::ServerContext*, const tv1::ExecProcessRequest*,
+                    google::protobuf::Empty*) override;
+  grpc::Status ResizePty(grpc::ServerContext*, const tv1::ResizePtyRequest*,
+                         google::protobuf::Empty*) override;
+  grpc::Status CloseIO(grpc::ServerContext*, const tv1::CloseIORequest*,
+                       google::protobuf::Empty*) override;
+  grpc::Status Pause(grpc::ServerContext*, const tv1::PauseTaskRequest*,
+                     google::protobuf::Empty*) override;
+  grpc::Status Resume(grpc::ServerContext*, const tv1::ResumeTaskRequest*,
+                      google::protobuf::Empty*) override;
+  grpc::Status ListPids(grpc::ServerContext*, const tv1::ListPidsRequest*,
+                        tv1::ListPidsResponse*) override;
+  grpc::Status Checkpoint(grpc::ServerContext*, const tv1::CheckpointTaskRequest*,
+                          tv1::CheckpointTaskResponse*) override;
+  grpc::Status Update(grpc::ServerContext*, const tv1::UpdateTaskRequest*,
+                      google::protobuf::Empty*) override;
+  grpc::Status Metrics(grpc::ServerContext*, const tv1::MetricsRequest*,
+                       tv1::MetricsResponse*) override;
+  grpc::Status Wait(grpc::ServerContext*, const tv1::WaitRequest*, tv1::WaitResponse*) override;
+
+ private:
+  tasks::Manager& manager_;
+  metadata::ContainerStore& containers_;
+};
+
+}  // namespace berth::services

@@ -1,0 +1,146 @@
+// The daemon side of containerd's runtime v2: one shim process per task, driven over ttrpc
+// (containerd.task.v2.Task). Facts: docs/containerd-compat.md §7.
+//
+// Create builds the bundle (§7.2: <state>/io.containerd.runtime.v2.task/<ns>/<id> with
+// config.json, rootfs/, a `log` FIFO we read into our log, work -> <root>/...), runs
+// `<shim> ... start` (own process group, TTRPC_ADDRESS in its environment, the runtime options
+// Any on stdin), dials the printed address, writes shim-binary-path and calls Task.Create and
+// Task.Connect. Every failure undoes what was done (shim delete command, bundle removed).
+//
+// Shims outlive the daemon: the `start` command's server child is re-parented to init in its
+// own process group, so a crash of berthd never takes containers down. Recover() reconnects to
+// them at the next start (§7.8); dead ones get their `delete` command, /tasks/exit and
+// /tasks/delete, and lose their bundle.
+//
+// When a shim's connection closes while its task is still registered (the shim died), the
+// manager runs its `delete` command, publishes /tasks/exit and /tasks/delete and forgets the
+// task, as containerd does. Thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "events/exchange.h"
+#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "ttrpc/client.h"
+#include "ttrpc/event_loop.h"
+
+namespace berth::tasks {
+
+inline constexpr char kTaskService[] = "containerd.task.v2.Task";
+inline constexpr char kRuntimePluginDir[] = "io.containerd.runtime.v2.task";
+
+struct ManagerConfig {
+  std::string state_dir;      // <state>/io.containerd.runtime.v2.task
+  std::string work_dir;       // <root>/io.containerd.runtime.v2.task
+  std::string grpc_address;   // passed as -address
+  std::string ttrpc_address;  // TTRPC_ADDRESS for shims
+  std::string publish_binary; // -publish-binary (our own executable)
+  // Runtime name → shim binary, from the config file; wins over name-based resolution.
+  std::map<std::string, std::string> binaries;
+};
+
+struct AnyBytes {
+  std::string type_url;
+  std::string value;
+};
+
+struct CreateOptions {
+  std::string ns;
+  std::string id;
+  std::string runtime;              // runtime name or absolute shim path
+  std::string spec;                 // config.json bytes
+  std::optional<AnyBytes> options;  // runtime options (shim stdin and Task.Create options)
+  std::vector<containerd::types::Mount> rootfs;
+  std::string stdin_path, stdout_path, stderr_path;
+  bool terminal = false;
+};
+
+// One connected shim serving one task.
+class Shim {
+ public:
+  const std::string& ns() const { return ns_; }
+  const std::string& id() const { return id_; }
+  const std::string& bundle() const { return bundle_; }
+  const std::string& runtime() const { return runtime_; }
+  uint32_t pid() const { return pid_; }
+
+  // A containerd.task.v2.Task call with the namespace in the ttrpc metadata.
+  Status Call(std::string_view method, const google::protobuf::MessageLite& req,
+              google::protobuf::MessageLite* resp,
+              std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  void CallAsync(std::string_view method, const google::protobuf::MessageLite& req,
+                 std::function<void(Result<std::string>)> done);
+
+ private:
+  friend class Manager;
+  std::string ns_, id_, bundle_, runtime_, binary_;
+  uint32_t pid_ = 0;
+  std::unique_ptr<ttrpc::Client> client_;
+  int log_fd_ = -1;              // the `log` FIFO, read end; owned, watched on the loop
+  std::atomic<bool> deleting_{false};  // Delete in progress: a disconnect is expected
+};
+
+class Manager {
+ public:
+  static Result<std::unique_ptr<Manager>> Create(ManagerConfig cfg, events::Exchange& exchange);
+  // Closes the shim connections; the shims and their containers keep running.
+  ~Manager();
+
+  Result<std::shared_ptr<Shim>> CreateTask(const CreateOptions& opts);
+  // NotFound "no running task found: task <id> not found" when unknown.
+  Result<std::shared_ptr<Shim>> Get(const std::string& ns, const std::string& id) const;
+  std::vector<std::shared_ptr<Shim>> List(const std::string& ns) const;  // "" = all
+  // Task.Delete, Shutdown, close, bundle removed; the task is forgotten.
+  Result<containerd::task::v2::DeleteResponse> Delete(const std::string& ns,
+                                                       const std::string& id);
+
+  // §7.8: reconnects live shims found in the state dir. `container_exists(ns, id)` tells
+  // whether the task's container record is still there; a live task without one is killed and
+  // deleted. Dead shims: `delete` command, /tasks/exit + /tasks/delete, bundle removed. Bundles
+  // without `address` or `shim-binary-path` (a create cut short) are removed.
+  void Recover(const std::function<bool(const std::string&, const std::string&)>& container_exists);
+
+  // Resolves a runtime name to a shim binary (§7.1). NotFound when nothing matches.
+  Result<std::string> ResolveBinary(const std::string& runtime);
+
+ private:
+  Manager(ManagerConfig cfg, events::Exchange& exchange, std::unique_ptr<ttrpc::LoopThread> loop)
+      : cfg_(std::move(cfg)), exchange_(exchange), loop_(std::move(loop)) {}
+
+  Status Connect(const std::shared_ptr<Shim>& shim, const std::string& address);
+  void WatchLog(const std::shared_ptr<Shim>& shim, int fd);
+  void OnDisconnect(std::weak_ptr<Shim> shim);
+  void CleanupDead(const std::shared_ptr<Shim>& shim);
+  // The shim's `delete` command; its DeleteResponse when it printed one.
+  Result<containerd::task::v2::DeleteResponse> RunDeleteCommand(const std::string& binary,
+                                                                const std::string& ns,
+                                                                const std::string& id,
+                                                                const std::string& bundle);
+  void RemoveBundle(const std::string& ns, const std::string& id);
+  void CloseShim(const std::shared_ptr<Shim>& shim);
+  void PublishExitDelete(const std::string& ns, const std::string& id, uint32_t pid,
+                         uint32_t exit_status, const google::protobuf::Timestamp& exited_at);
+
+  ManagerConfig cfg_;
+  events::Exchange& exchange_;
+  std::unique_ptr<ttrpc::LoopThread> loop_;
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<Shim>> tasks_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::string> resolved_;                                 // GUARDED_BY(mu_)
+  std::vector<std::thread> cleanups_;                                           // GUARDED_BY(mu_)
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace berth::tasks
