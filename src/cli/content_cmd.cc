@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "common/fs.h"
 #include "github.com/containerd/containerd/api/services/content/v1/content.grpc.pb.h"
 
 namespace berth::cli {
@@ -224,20 +225,6 @@ class ProgressBar {
 };
 
 // Reads until `buf` is full or EOF; returns the byte count.
-Result<size_t> ReadFull(int fd, char* buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::read(fd, buf + got, n - got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return std::unexpected(StatusFromErrno(errno, "read stdin"));
-    }
-    if (r == 0) break;
-    got += static_cast<size_t>(r);
-  }
-  return got;
-}
-
 struct IngestArgs {
   std::string ref;
   std::string expected_digest;

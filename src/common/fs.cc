@@ -102,4 +102,18 @@ Result<std::string> ReadFile(const std::string& path, size_t max_size) {
   return out;
 }
 
+Result<size_t> ReadFull(int fd, char* buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(fd, buf + got, n - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(StatusFromErrno(errno, "read"));
+    }
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return got;
+}
+
 }  // namespace berth

@@ -48,4 +48,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mo
 
 Result<std::string> ReadFile(const std::string& path, size_t max_size = 1 << 20);
 
+// Reads until `n` bytes or end of file (retrying EINTR and short reads); returns the count.
+Result<size_t> ReadFull(int fd, char* buf, size_t n);
+
 }  // namespace berth

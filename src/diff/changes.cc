@@ -80,20 +80,6 @@ Result<UniqueFd> OpenRegular(int dirfd, const std::string& name, const struct st
   return f;
 }
 
-Result<size_t> ReadFull(int fd, char* buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::read(fd, buf + got, n - got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return std::unexpected(StatusFromErrno(errno, "read"));
-    }
-    if (r == 0) break;
-    got += static_cast<size_t>(r);
-  }
-  return got;
-}
-
 Result<bool> SameContent(int lfd, const std::string& lname, const struct stat& lst, int ufd,
                          const std::string& uname, const struct stat& ust) {
   ASSIGN_OR_RETURN(UniqueFd a, OpenRegular(lfd, lname, lst));

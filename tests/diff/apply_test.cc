@@ -18,6 +18,7 @@
 #include <string>
 
 #include "content/digest.h"
+#include "string_reader.h"
 
 namespace berth::diff {
 namespace {
@@ -27,21 +28,6 @@ namespace fs = std::filesystem;
 constexpr char kTar[] = "application/vnd.oci.image.layer.v1.tar";
 constexpr char kTarGz[] = "application/vnd.oci.image.layer.v1.tar+gzip";
 constexpr char kTarZst[] = "application/vnd.oci.image.layer.v1.tar+zstd";
-
-class StringReader final : public content::ReaderAt {
- public:
-  explicit StringReader(std::string data) : data_(std::move(data)) {}
-  int64_t Size() const override { return static_cast<int64_t>(data_.size()); }
-  Result<size_t> ReadAt(char* buf, size_t n, int64_t off) override {
-    if (off >= Size()) return size_t{0};
-    size_t k = std::min(n, data_.size() - static_cast<size_t>(off));
-    std::memcpy(buf, data_.data() + off, k);
-    return k;
-  }
-
- private:
-  std::string data_;
-};
 
 // A tar built header by header.
 class Tar {

@@ -27,6 +27,7 @@
 
 #include "common/mount.h"
 #include "content/digest.h"
+#include "string_reader.h"
 #include "diff/apply.h"
 
 namespace berth::diff {
@@ -37,21 +38,6 @@ namespace fs = std::filesystem;
 constexpr char kTar[] = "application/vnd.oci.image.layer.v1.tar";
 constexpr int64_t kT = 1700000000;  // a whole-second mtime used for "unchanged" files
 constexpr int64_t kWhiteoutTime = 1712345678123456789;
-
-class StringReader final : public content::ReaderAt {
- public:
-  explicit StringReader(std::string data) : data_(std::move(data)) {}
-  int64_t Size() const override { return static_cast<int64_t>(data_.size()); }
-  Result<size_t> ReadAt(char* buf, size_t n, int64_t off) override {
-    if (off >= Size()) return size_t{0};
-    size_t k = std::min(n, data_.size() - static_cast<size_t>(off));
-    std::memcpy(buf, data_.data() + off, k);
-    return k;
-  }
-
- private:
-  std::string data_;
-};
 
 // A valid VFS_CAP_REVISION_2 value with the effective flag and CAP_NET_BIND_SERVICE.
 std::string CapValue() {
