@@ -12,6 +12,20 @@
 #include <vector>
 
 namespace berth::diff {
+
+Result<std::string> ReadLinkAt(int dirfd, const std::string& name) {
+  std::string buf(256, '\0');
+  for (;;) {
+    ssize_t n = ::readlinkat(dirfd, name.c_str(), buf.data(), buf.size());
+    if (n < 0) return std::unexpected(StatusFromErrno(errno, "readlink " + name));
+    if (static_cast<size_t>(n) < buf.size()) {
+      buf.resize(static_cast<size_t>(n));
+      return buf;
+    }
+    buf.resize(buf.size() * 2);
+  }
+}
+
 namespace {
 
 constexpr size_t kCompareChunk = 32 * 1024;
@@ -93,19 +107,6 @@ Result<bool> SameContent(int lfd, const std::string& lname, const struct stat& l
   }
 }
 
-Result<std::string> ReadLink(int dirfd, const std::string& name) {
-  std::string buf(256, '\0');
-  for (;;) {
-    ssize_t n = ::readlinkat(dirfd, name.c_str(), buf.data(), buf.size());
-    if (n < 0) return std::unexpected(StatusFromErrno(errno, "readlink " + name));
-    if (static_cast<size_t>(n) < buf.size()) {
-      buf.resize(static_cast<size_t>(n));
-      return buf;
-    }
-    buf.resize(buf.size() * 2);
-  }
-}
-
 Result<bool> SameFile(int lfd, const std::string& lname, const struct stat& l, int ufd,
                       const std::string& uname, const struct stat& u) {
   if (l.st_dev == u.st_dev && l.st_ino == u.st_ino) return true;
@@ -121,8 +122,8 @@ Result<bool> SameFile(int lfd, const std::string& lname, const struct stat& l, i
   if (l.st_mtim.tv_nsec == 0 && u.st_mtim.tv_nsec == 0) {
     // Either side may have passed through a tar (whole seconds): decide by content.
     if (S_ISLNK(l.st_mode)) {
-      ASSIGN_OR_RETURN(std::string a, ReadLink(lfd, lname));
-      ASSIGN_OR_RETURN(std::string b, ReadLink(ufd, uname));
+      ASSIGN_OR_RETURN(std::string a, ReadLinkAt(lfd, lname));
+      ASSIGN_OR_RETURN(std::string b, ReadLinkAt(ufd, uname));
       return a == b;
     }
     if (l.st_size == 0) return true;

@@ -58,6 +58,9 @@ using CancelFn = std::function<bool()>;
 Status Changes(const std::string& lower, const std::string& upper, const ChangeFn& fn,
                const CancelFn& cancelled = {});
 
+// The target of symlink `name` in `dirfd`, whatever its length.
+Result<std::string> ReadLinkAt(int dirfd, const std::string& name);
+
 // security.capability of `name` in `dirfd`, the link itself ("" when absent or unsupported).
 Result<std::string> Capability(int dirfd, std::string_view name);
 

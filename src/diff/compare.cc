@@ -304,19 +304,6 @@ class LayerWriter {
     return Status::Ok();
   }
 
-  static Result<std::string> ReadLinkAt(int dirfd, const std::string& name) {
-    std::string buf(256, '\0');
-    for (;;) {
-      ssize_t n = ::readlinkat(dirfd, name.c_str(), buf.data(), buf.size());
-      if (n < 0) return std::unexpected(StatusFromErrno(errno, "readlink " + name));
-      if (static_cast<size_t>(n) < buf.size()) {
-        buf.resize(static_cast<size_t>(n));
-        return buf;
-      }
-      buf.resize(buf.size() * 2);
-    }
-  }
-
   static int64_t RoundSeconds(int64_t nanos) {
     int64_t s = nanos / 1000000000, r = nanos % 1000000000;
     if (r < 0) {

@@ -363,68 +363,6 @@ INSTANTIATE_TEST_SUITE_P(Both, CtrDiffTest, ::testing::Values("overlayfs", "nati
 // ---------------------------------------------------------------------------------------------
 // Real containerd 1.6 on its own root, state and socket.
 
-class RealContainerd {
- public:
-  ~RealContainerd() { Stop(); }
-  bool Start(const std::string& dir) {
-    dir_ = dir;
-    socket_ = dir + "/c.sock";
-    fs::create_directories(dir);
-    std::ofstream(dir + "/config.toml")
-        << "version = 2\n"
-        << "root = \"" << dir << "/root\"\n"
-        << "state = \"" << dir << "/state\"\n"
-        << "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
-        << "[grpc]\n  address = \"" << socket_ << "\"\n"
-        << "[ttrpc]\n  address = \"" << socket_ << ".ttrpc\"\n"
-        << "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"" << dir << "/opt\"\n";
-    std::vector<std::string> argv = {"/usr/bin/containerd", "--config", dir + "/config.toml"};
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, (dir + "/log").c_str(), O_WRONLY | O_CREAT, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int rc = posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      pid_ = -1;
-      return false;
-    }
-    for (int i = 0; i < 200; ++i) {
-      if (Ctr({"version"}).exit_code == 0) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-  void Stop() {
-    if (pid_ < 0) return;
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 200; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  RunResult Ctr(std::vector<std::string> args, const std::string& stdin_data = "") const {
-    args.insert(args.begin(), {"ctr", "--address", socket_, "--namespace", "default"});
-    return berth::testing::Run(args, stdin_data);
-  }
-  std::string Log() const { return ReadAll(dir_ + "/log"); }
-  const std::string& socket() const { return socket_; }
-
- private:
-  std::string dir_, socket_;
-  pid_t pid_ = -1;
-};
-
 // One tar entry with every block that belongs to it (its PAX header included).
 struct RawEntry {
   std::string name;
@@ -523,7 +461,7 @@ class ContainerdAgreesTest : public DaemonTest {
 
 TEST_F(ContainerdAgreesTest, SameEntriesAsContainerdAndContainerdAppliesOurLayers) {
   if (::access("/usr/bin/containerd", X_OK) != 0) GTEST_SKIP() << "needs /usr/bin/containerd";
-  RealContainerd ctd;
+  ContainerdDaemon ctd;
   ASSERT_TRUE(ctd.Start(tmp_ + "/ctd")) << ctd.Log();
   const std::string lower = tmp_ + "/lower", upper = tmp_ + "/upper";
   fs::create_directories(lower);
@@ -602,7 +540,7 @@ TEST_F(ContainerdAgreesTest, SameEntriesAsContainerdAndContainerdAppliesOurLayer
       RunResult in =
           ctd.Ctr({"content", "ingest", "--expected-size", std::to_string(c.desc.size()),
                    "--expected-digest", c.desc.digest(), "from-berth-" + c.desc.digest()},
-                  c.blob);
+                  "default", 120, c.blob);
       ASSERT_EQ(in.exit_code, 0) << in.err;
     }
     const std::string target = tmp_ + "/target-" + c.desc.digest().substr(7, 8);

@@ -607,10 +607,10 @@ std::string PushOciLayout(const std::string& layout, const std::string& tag,
 // containerd
 
 RunResult CtrAt(const std::string& socket, const std::vector<std::string>& args,
-                const std::string& ns, int timeout_s) {
+                const std::string& ns, int timeout_s, const std::string& stdin_data) {
   std::vector<std::string> argv = {"/usr/bin/ctr", "--address", socket, "--namespace", ns};
   argv.insert(argv.end(), args.begin(), args.end());
-  return Run(argv, "", timeout_s);
+  return Run(argv, stdin_data, timeout_s);
 }
 
 bool ContainerdDaemon::Start(const std::string& dir, const Options& opts) {

@@ -163,7 +163,8 @@ std::string DiffTrees(const std::map<std::string, TreeEntry>& a, const std::stri
 
 // `ctr --address <socket> --namespace <ns> args...` against any daemon.
 RunResult CtrAt(const std::string& socket, const std::vector<std::string>& args,
-                const std::string& ns = "default", int timeout_s = 120);
+                const std::string& ns = "default", int timeout_s = 120,
+                const std::string& stdin_data = "");
 
 // The real containerd (/usr/bin/containerd) on its own temp root, state dir, gRPC and ttrpc
 // sockets, from a generated config.toml (version 2, CRI disabled, no TCP, no debug or metrics
@@ -192,8 +193,8 @@ class ContainerdDaemon {
   void Kill();
 
   RunResult Ctr(const std::vector<std::string>& args, const std::string& ns = "default",
-                int timeout_s = 120) const {
-    return CtrAt(socket_, args, ns, timeout_s);
+                int timeout_s = 120, const std::string& stdin_data = "") const {
+    return CtrAt(socket_, args, ns, timeout_s, stdin_data);
   }
   std::string Log() const;
   const std::string& dir() const { return dir_; }
