@@ -151,6 +151,9 @@ Manager::~Manager() {
     threads.swap(cleanups_);
   }
   for (auto& t : threads) t.join();
+  // Clients close on the loop: they go before it does (a Shim may be the last owner).
+  for (auto& [key, shim] : tasks) shim->client_.reset();
+  tasks.clear();
   loop_.reset();
 }
 
@@ -223,9 +226,12 @@ std::vector<std::string> Manager::ShimEnv() const {
 
 void Manager::WatchLog(const std::shared_ptr<Shim>& shim, int fd) {
   std::string tag = shim->ns_ + "/" + shim->id_;
-  loop_->loop().Post([this, fd, tag] {
+  // Closures capture the loop, not the manager: ~Manager resets loop_ while the loop thread
+  // still runs what was posted before it stops.
+  ttrpc::EventLoop* loop = &loop_->loop();
+  loop->Post([loop, fd, tag] {
     auto buffer = std::make_shared<std::string>();
-    Status s = loop_->loop().Watch(fd, EPOLLIN, [fd, tag, buffer](uint32_t) {
+    Status s = loop->Watch(fd, EPOLLIN, [fd, tag, buffer](uint32_t) {
       char buf[4096];
       while (true) {
         ssize_t n = ::read(fd, buf, sizeof buf);
@@ -250,8 +256,9 @@ void Manager::CloseShim(const std::shared_ptr<Shim>& shim) {
   shim->log_fd_ = -1;
   if (fd >= 0) {
     // Unwatch and close on the loop thread, after any pending read.
-    if (!loop_->loop().Post([this, fd] {
-          loop_->loop().Unwatch(fd);
+    ttrpc::EventLoop* loop = &loop_->loop();
+    if (!loop->Post([loop, fd] {
+          loop->Unwatch(fd);
           ::close(fd);
         })) {
       ::close(fd);

@@ -557,6 +557,9 @@ TEST_P(CtrTasksTest, HungShimsRecoverInParallel) {
   fs::create_directories(tdir + "/half/rootfs");  // created, crashed before the shim started
   ASSERT_TRUE(WriteFileBytes(tdir + "/half/config.json", "{}"));
   fs::create_directories(wdir + "/half");
+  fs::create_directories(tdir + "/half2/rootfs");  // crashed during the shim's `start`
+  ASSERT_TRUE(WriteFileBytes(tdir + "/half2/config.json", "{}"));
+  ASSERT_TRUE(WriteFileBytes(tdir + "/half2/shim-binary-path", shim_binary()));
   fs::create_directories(tdir + "/.gone/rootfs");  // a removal cut short
   fs::create_directories(wdir + "/orphan");        // a work dir without a bundle
   auto t0 = std::chrono::steady_clock::now();
@@ -569,8 +572,40 @@ TEST_P(CtrTasksTest, HungShimsRecoverInParallel) {
   EXPECT_EQ(Ctr({"tasks", "ls", "-q"}, ns_).out, "ok\n");
   EXPECT_EQ(Status("ok"), "RUNNING");
   for (const auto& id : hung) EXPECT_FALSE(fs::exists(tdir + "/" + id)) << id;
-  for (const char* leftover : {"/half", "/.gone"}) EXPECT_FALSE(fs::exists(tdir + leftover)) << leftover;
+  for (const char* leftover : {"/half", "/half2", "/.gone"}) EXPECT_FALSE(fs::exists(tdir + leftover)) << leftover;
   for (const char* leftover : {"/half", "/orphan"}) EXPECT_FALSE(fs::exists(wdir + leftover)) << leftover;
+}
+
+// A pending Wait does not hold up a graceful stop (it is not counted as work in flight): the
+// client sees the call end, the container keeps running and is recovered.
+TEST_P(CtrTasksTest, StopWithPendingWaitIsPrompt) {
+  namespace tv1 = containerd::services::tasks::v1;
+  ASSERT_EQ(Ctr(RunArgs({"pw", "/bin/sleep", "1000"}, true), ns_).exit_code, 0);
+  auto channel = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+  auto stub = tv1::Tasks::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("containerd-namespace", ns_);
+  grpc::Status status;
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    tv1::WaitRequest req;
+    req.set_container_id("pw");
+    tv1::WaitResponse resp;
+    status = stub->Wait(&ctx, req, &resp);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(done);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(StopDaemon(), 0);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(secs, 3.0) << "the 10 s grace period must not wait for a Wait";
+  for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (!done) ctx.TryCancel();
+  waiter.join();
+  EXPECT_FALSE(status.ok());
+  ASSERT_TRUE(StartDaemon());
+  EXPECT_EQ(Status("pw"), "RUNNING");
 }
 
 INSTANTIATE_TEST_SUITE_P(Shims, CtrTasksTest, ::testing::Values("berth", "runc"),
