@@ -91,6 +91,16 @@ class CtrTasksTest : public DaemonTest, public ::testing::WithParamInterface<std
     for (const auto& sock : killed_shim_sockets_) ::unlink(sock.c_str());
   }
 
+  // DaemonTest::Ctr with `--fifo-dir <tmp>/fifo` for the commands that make stdio FIFOs (ctr's
+  // default is /run/containerd/fifo, which tests must not touch).
+  RunResult Ctr(std::vector<std::string> args, const std::string& ns = "default") {
+    size_t at = 0;
+    if (!args.empty() && args[0] == "run") at = 1;
+    if (args.size() > 1 && args[0] == "tasks" && (args[1] == "exec" || args[1] == "start")) at = 2;
+    if (at != 0) args.insert(args.begin() + static_cast<long>(at), {"--fifo-dir", tmp_ + "/fifo"});
+    return DaemonTest::Ctr(args, ns);
+  }
+
   // The pid of the shim server serving `id` (0 if none).
   int ShimPid(const std::string& id) {
     RunResult pids = berth::testing::Run(
@@ -178,6 +188,9 @@ class CtrTasksTest : public DaemonTest, public ::testing::WithParamInterface<std
   // `ctr ...` on a pseudo-terminal (script(1)), for -t: output with CRLF turned into LF.
   RunResult CtrTty(const std::string& args) {
     std::string cmd = "/usr/bin/ctr --address " + socket_ + " --namespace " + ns_ + " " + args;
+    // After the subcommand ("run" or "tasks exec"): the FIFOs go under the temp dir.
+    size_t sub = cmd.find(args.starts_with("run") ? " run " : " exec ");
+    cmd.insert(sub + (args.starts_with("run") ? 5 : 6), "--fifo-dir " + tmp_ + "/fifo ");
     RunResult r = berth::testing::Run({"script", "-qec", cmd, "/dev/null"}, "", 60);
     std::string out;
     for (char c : r.out) {
@@ -560,6 +573,8 @@ TEST_P(CtrTasksTest, HungShimsRecoverInParallel) {
   fs::create_directories(tdir + "/half2/rootfs");  // crashed during the shim's `start`
   ASSERT_TRUE(WriteFileBytes(tdir + "/half2/config.json", "{}"));
   ASSERT_TRUE(WriteFileBytes(tdir + "/half2/shim-binary-path", shim_binary()));
+  // The runtime options `start` would have saved: runc's state stays under the temp dir.
+  ASSERT_TRUE(WriteFileBytes(tdir + "/half2/options.json", "{\"root\":\"" + runc_root_ + "\"}"));
   fs::create_directories(tdir + "/.gone/rootfs");  // a removal cut short
   fs::create_directories(wdir + "/orphan");        // a work dir without a bundle
   auto t0 = std::chrono::steady_clock::now();
