@@ -112,11 +112,6 @@ void Shim::CancelWait(uint64_t token) {
   waiter_exec_.erase(it);
 }
 
-size_t Shim::waiters() const {
-  std::lock_guard lock(wait_mu_);
-  return waiter_exec_.size();
-}
-
 void Shim::FinishWaits(const std::string& exec_id, Result<std::string> result) {
   std::map<uint64_t, WaitDone> group;
   {

@@ -100,7 +100,6 @@ class Shim : public std::enable_shared_from_this<Shim> {
   // Forgets a waiter: its `done` will not run (unless it is running already). The shared
   // Task.Wait call stays in flight (ttrpc cannot cancel it) and ends with the process.
   void CancelWait(uint64_t token);
-  size_t waiters() const;  // waiters not yet answered
 
  private:
   friend class Manager;
@@ -112,7 +111,7 @@ class Shim : public std::enable_shared_from_this<Shim> {
   int log_fd_ = -1;              // the `log` FIFO, read end; owned, watched on the loop
   std::atomic<bool> deleting_{false};  // Delete in progress: a disconnect is expected
 
-  mutable std::mutex wait_mu_;
+  std::mutex wait_mu_;
   uint64_t next_waiter_ = 1;                                       // GUARDED_BY(wait_mu_)
   std::map<std::string, std::map<uint64_t, WaitDone>> waits_;      // GUARDED_BY(wait_mu_)
   std::map<uint64_t, std::string> waiter_exec_;                    // GUARDED_BY(wait_mu_)
