@@ -413,7 +413,8 @@ TEST_P(CtrTasksTest, RunImage) {
   if (HasFatalFailure()) return;
   const std::vector<std::string> rc = {"--runc-root", runc_root_};
   auto run = [&](std::vector<std::string> flags, std::vector<std::string> tail) {
-    std::vector<std::string> a = {"run"};
+    // ctr's default runtime, spelled out: our shim, or the real runc shim by config.
+    std::vector<std::string> a = {"run", "--runtime", "io.containerd.runc.v2"};
     a.insert(a.end(), flags.begin(), flags.end());
     a.insert(a.end(), rc.begin(), rc.end());
     a.push_back(img);
