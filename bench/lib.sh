@@ -5,7 +5,7 @@
 set -euo pipefail
 
 BENCH_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BERTHD=${BERTHD:-$BENCH_HERE/../build/src/daemon/berthd}
+BERTHD=${BERTHD:-$BENCH_HERE/../build/bin/berthd}
 BENCH_DIR=$(mktemp -d /tmp/berth-bench.XXXXXX)
 BERTH_SOCK=$BENCH_DIR/berth/state/berthd.sock
 CTRD_SOCK=$BENCH_DIR/ctrd/containerd.sock

@@ -12,7 +12,7 @@ if ctr --address "$SOCK" version >/dev/null 2>&1; then
   echo "berthd already serving on $SOCK"
 else
   mkdir -p /run/berth && chmod 0700 /run/berth
-  setsid "$BUILD_DIR/src/daemon/berthd" >>/run/berth/berthd.log 2>&1 </dev/null &
+  setsid "$BUILD_DIR/bin/berthd" >>/run/berth/berthd.log 2>&1 </dev/null &
   echo $! >/run/berth/berthd.pid
   for _ in $(seq 100); do ctr --address "$SOCK" version >/dev/null 2>&1 && break; sleep 0.1; done
   echo "berthd started (pid $(cat /run/berth/berthd.pid), log /run/berth/berthd.log)"
@@ -22,5 +22,5 @@ ctr --address "$SOCK" version
 ctr --address "$SOCK" plugins ls
 ctr --address "$SOCK" namespaces create demo owner=berth
 ctr --address "$SOCK" namespaces ls
-"$BUILD_DIR/src/cli/berth" --address "$SOCK" namespaces ls
+"$BUILD_DIR/bin/berth" --address "$SOCK" namespaces ls
 ctr --address "$SOCK" namespaces rm demo

@@ -12,8 +12,10 @@
 //   [runtimes."io.containerd.runc.v2"]    # optional: the shim binary for a runtime name
 //   binary = "/usr/bin/containerd-shim-runc-v2"
 //
-// Without a [runtimes] entry, io.containerd.<name>.<version> runs containerd-shim-<name>-
-// <version> found in $PATH or next to berthd (containerd's rule).
+// Without a [runtimes] entry, io.containerd.runc.v2 and io.containerd.berth.v2 run our
+// containerd-shim-berth-v2 (next to berthd, else in $PATH); any other
+// io.containerd.<name>.<version> runs containerd-shim-<name>-<version> found in $PATH or next
+// to berthd (containerd's rule).
 #pragma once
 
 #include <map>

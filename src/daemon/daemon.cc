@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <thread>
 #include <cstring>
+#include <filesystem>
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -83,7 +84,12 @@ void AddContentBackends(gc::Collector& gc, content::LocalStore& store) {
 class CallCounter final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   grpc::experimental::Interceptor* CreateServerInterceptor(
-      grpc::experimental::ServerRpcInfo*) override {
+      grpc::experimental::ServerRpcInfo* info) override {
+    // A Wait lasts as long as its process: not work that a graceful stop waits for (Shutdown
+    // cancels it, as containerd's clients see when the daemon goes).
+    if (info && std::string_view(info->method()) == "/containerd.services.tasks.v1.Tasks/Wait") {
+      return nullptr;
+    }
     return new Counted(in_flight_);
   }
   int in_flight() const { return in_flight_.load(); }
@@ -197,6 +203,7 @@ Status Daemon::StartTasks() {
       .grpc_address = cfg_.address,
       .ttrpc_address = ttrpc_address,
       .publish_binary = std::string(self, static_cast<size_t>(n)),
+      .shim_run_dir = std::filesystem::absolute(cfg_.state).string(),
       .binaries = cfg_.runtime_binaries,
   };
   auto manager = tasks::Manager::Create(std::move(mc), *exchange_);

@@ -15,7 +15,7 @@ grpc::Status ToGrpc(const Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), s.message());
 }
 
-Result<std::string> RequireNamespace(const grpc::ServerContext* ctx) {
+Result<std::string> RequireNamespace(const grpc::ServerContextBase* ctx) {
   const auto& md = ctx->client_metadata();
   auto it = md.find(kNamespaceHeader);
   if (it == md.end() || it->second.empty()) {

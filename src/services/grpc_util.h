@@ -23,7 +23,7 @@ grpc::Status ToGrpc(const Status& s);
 
 // The namespace of a call, as containerd reads it: the first `containerd-namespace` value.
 // Missing or empty → FailedPrecondition "namespace is required"; invalid → InvalidArgument.
-Result<std::string> RequireNamespace(const grpc::ServerContext* ctx);
+Result<std::string> RequireNamespace(const grpc::ServerContextBase* ctx);
 // The `containerd-lease` header, if any.
 std::optional<std::string> LeaseFromContext(const grpc::ServerContext* ctx);
 

@@ -1,7 +1,8 @@
 #include "services/tasks_service.h"
 
 #include <chrono>
-#include <future>
+#include <memory>
+#include <mutex>
 
 #include "common/filters.h"
 #include "common/log.h"
@@ -293,29 +294,102 @@ grpc::Status TasksService::Metrics(grpc::ServerContext* ctx, const tv1::MetricsR
   });
 }
 
-grpc::Status TasksService::Wait(grpc::ServerContext* ctx, const tv1::WaitRequest* req,
-                                tv1::WaitResponse* resp) {
-  return Guard("Tasks.Wait", [&] {
-    TASK_OR_RETURN(shim, ctx, req->container_id());
-    task::WaitRequest r;
-    r.set_id(req->container_id());
-    r.set_exec_id(req->exec_id());
-    auto done = std::make_shared<std::promise<Result<std::string>>>();
-    auto fut = done->get_future();
-    (*shim)->CallAsync("Wait", r, [done](Result<std::string> res) {
-      done->set_value(std::move(res));
+namespace {
+
+// One Tasks.Wait in flight. Whoever sets `finished` first (the shim's answer or the client's
+// cancellation) calls Finish, exactly once; gRPC then calls OnDone, which deletes the reactor.
+// The shim's callback holds only the shared State, so it may outlive the reactor.
+class WaitReactor final : public grpc::ServerUnaryReactor {
+ public:
+  WaitReactor(std::shared_ptr<tasks::Shim> shim, tv1::WaitResponse* resp)
+      : shim_(std::move(shim)), state_(std::make_shared<State>()) {
+    state_->reactor = this;
+    state_->resp = resp;
+  }
+
+  // May finish (and so delete) the reactor before it returns: touches only locals after.
+  void Begin(const std::string& exec_id) {
+    std::shared_ptr<State> state = state_;
+    std::shared_ptr<tasks::Shim> shim = shim_;
+    uint64_t token = shim->AddWaiter(exec_id, [state](Result<std::string> r) {
+      state->Complete(std::move(r));
     });
-    while (fut.wait_for(std::chrono::seconds(1)) != std::future_status::ready) {
-      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "context canceled");
+    bool cancelled;
+    {
+      std::lock_guard lock(state->mu);
+      state->token = token;
+      cancelled = state->finished;  // cancelled before the token was known (or answered: no-op)
     }
-    auto res = fut.get();
-    if (!res) return ToGrpc(res.error());
-    task::WaitResponse out;
-    if (!out.ParseFromString(*res)) return ToGrpc(Internal("bad Wait response from shim"));
-    resp->set_exit_status(out.exit_status());
-    *resp->mutable_exited_at() = out.exited_at();
-    return grpc::Status::OK;
-  });
+    if (cancelled) shim->CancelWait(token);
+  }
+
+  void OnCancel() override {
+    uint64_t token;
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->finished) return;
+      state_->finished = true;
+      token = state_->token;
+    }
+    if (token != 0) shim_->CancelWait(token);
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "context canceled"));
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  struct State {
+    std::mutex mu;
+    bool finished = false;  // GUARDED_BY(mu)
+    uint64_t token = 0;     // GUARDED_BY(mu); the shim waiter, once registered
+    grpc::ServerUnaryReactor* reactor = nullptr;
+    tv1::WaitResponse* resp = nullptr;
+
+    void Complete(Result<std::string> res) {
+      grpc::Status status;
+      {
+        std::lock_guard lock(mu);
+        if (finished) return;
+        finished = true;
+        task::WaitResponse out;
+        if (!res) {
+          status = ToGrpc(res.error());
+        } else if (!out.ParseFromString(*res)) {
+          status = ToGrpc(Internal("bad Wait response from shim"));
+        } else {
+          resp->set_exit_status(out.exit_status());
+          *resp->mutable_exited_at() = out.exited_at();
+        }
+      }
+      reactor->Finish(status);
+    }
+  };
+
+  std::shared_ptr<tasks::Shim> shim_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* TasksService::Wait(grpc::CallbackServerContext* ctx,
+                                             const tv1::WaitRequest* req,
+                                             tv1::WaitResponse* resp) {
+  auto fail = [ctx](const Status& s) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(ToGrpc(s));
+    return r;
+  };
+  try {
+    auto ns = RequireNamespace(ctx);
+    if (!ns) return fail(ns.error());
+    auto shim = manager_.Get(*ns, req->container_id());
+    if (!shim) return fail(shim.error());
+    auto* reactor = new WaitReactor(std::move(*shim), resp);
+    reactor->Begin(req->exec_id());
+    return reactor;
+  } catch (const std::exception& e) {
+    return fail(Internal(std::string("Tasks.Wait: ") + e.what()));
+  }
 }
 
 }  // namespace berth::services

@@ -4,8 +4,10 @@
 // the shim itself through the ttrpc events socket; only a shim that dies is reported here (by
 // the manager).
 //
-// Wait is a long call: it waits on an asynchronous shim call and gives up when the client
-// cancels, polling the cancellation once a second. Checkpoint is Unimplemented.
+// Wait is gRPC's callback API (a ServerUnaryReactor): it registers a waiter on the task's shim
+// (tasks::Shim::AddWaiter, one shared Task.Wait ttrpc call per process) and returns at once, so
+// no gRPC thread is held; the answer is sent when the shim reports the exit. A client that
+// cancels gets CANCELLED immediately and its waiter is dropped. Checkpoint is Unimplemented.
 #pragma once
 
 #include "events/exchange.h"
@@ -17,7 +19,7 @@ namespace berth::services {
 
 namespace tv1 = containerd::services::tasks::v1;
 
-class TasksService final : public tv1::Tasks::Service {
+class TasksService final : public tv1::Tasks::WithCallbackMethod_Wait<tv1::Tasks::Service> {
  public:
   TasksService(tasks::Manager& manager, metadata::ContainerStore& containers)
       : manager_(manager), containers_(containers) {}
@@ -52,7 +54,8 @@ class TasksService final : public tv1::Tasks::Service {
                       google::protobuf::Empty*) override;
   grpc::Status Metrics(grpc::ServerContext*, const tv1::MetricsRequest*,
                        tv1::MetricsResponse*) override;
-  grpc::Status Wait(grpc::ServerContext*, const tv1::WaitRequest*, tv1::WaitResponse*) override;
+  grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext*, const tv1::WaitRequest*,
+                                 tv1::WaitResponse*) override;
 
  private:
   tasks::Manager& manager_;

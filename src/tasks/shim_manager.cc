@@ -7,8 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <google/protobuf/any.pb.h>
 
 #include "common/fs.h"
@@ -76,6 +79,52 @@ void Shim::CallAsync(std::string_view method, const google::protobuf::MessageLit
   client_->CallAsync(kTaskService, method, req.SerializeAsString(), opts, std::move(done));
 }
 
+uint64_t Shim::AddWaiter(const std::string& exec_id, WaitDone done) {
+  uint64_t token;
+  bool first;
+  {
+    std::lock_guard lock(wait_mu_);
+    token = next_waiter_++;
+    // A group exists exactly while its Task.Wait call is in flight.
+    first = !waits_.contains(exec_id);
+    waits_[exec_id].emplace(token, std::move(done));
+    waiter_exec_.emplace(token, exec_id);
+  }
+  if (first) {
+    task::WaitRequest req;
+    req.set_id(id_);
+    req.set_exec_id(exec_id);
+    std::weak_ptr<Shim> weak = weak_from_this();
+    CallAsync("Wait", req, [weak, exec_id](Result<std::string> r) {
+      if (auto self = weak.lock()) self->FinishWaits(exec_id, std::move(r));
+    });
+  }
+  return token;
+}
+
+void Shim::CancelWait(uint64_t token) {
+  std::lock_guard lock(wait_mu_);
+  auto it = waiter_exec_.find(token);
+  if (it == waiter_exec_.end()) return;
+  auto group = waits_.find(it->second);
+  if (group != waits_.end()) group->second.erase(token);
+  // An empty group stays until its call ends, so a new waiter joins that call.
+  waiter_exec_.erase(it);
+}
+
+void Shim::FinishWaits(const std::string& exec_id, Result<std::string> result) {
+  std::map<uint64_t, WaitDone> group;
+  {
+    std::lock_guard lock(wait_mu_);
+    auto it = waits_.find(exec_id);
+    if (it == waits_.end()) return;
+    group.swap(it->second);
+    waits_.erase(it);
+    for (const auto& [token, done] : group) waiter_exec_.erase(token);
+  }
+  for (auto& [token, done] : group) done(result);
+}
+
 Result<std::unique_ptr<Manager>> Manager::Create(ManagerConfig cfg, events::Exchange& exchange) {
   RETURN_IF_ERROR(EnsureDir(cfg.state_dir, 0711));
   RETURN_IF_ERROR(EnsureDir(cfg.work_dir, 0711));
@@ -97,6 +146,9 @@ Manager::~Manager() {
     threads.swap(cleanups_);
   }
   for (auto& t : threads) t.join();
+  // Clients close on the loop: they go before it does (a Shim may be the last owner).
+  for (auto& [key, shim] : tasks) shim->client_.reset();
+  tasks.clear();
   loop_.reset();
 }
 
@@ -110,33 +162,45 @@ Result<std::string> Manager::ResolveBinary(const std::string& runtime) {
     if (!IsExecutable(runtime)) return std::unexpected(NotFound("runtime " + runtime + " not found"));
     return runtime;
   }
-  // io.containerd.<name>.<version> → containerd-shim-<name>-<version>
-  std::vector<std::string> parts;
-  size_t pos = 0;
-  while (true) {
-    size_t dot = runtime.find('.', pos);
-    parts.push_back(runtime.substr(pos, dot - pos));
-    if (dot == std::string::npos) break;
-    pos = dot + 1;
-  }
-  if (parts.size() < 2) {
-    return std::unexpected(InvalidArgument("invalid runtime name " + runtime +
-                                           ", correct runtime name should be either format like "
-                                           "`io.containerd.runc.v1` or a full path to the binary"));
-  }
-  std::string name =
-      "containerd-shim-" + parts[parts.size() - 2] + "-" + parts[parts.size() - 1];
-  std::vector<std::string> dirs;
+  std::string self_dir = fsys::path(cfg_.publish_binary).parent_path().string();
+  std::vector<std::string> path_dirs;
   const char* path = getenv("PATH");
   std::string p = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  pos = 0;
+  size_t pos = 0;
   while (pos <= p.size()) {
     size_t colon = p.find(':', pos);
     if (colon == std::string::npos) colon = p.size();
-    if (colon > pos) dirs.push_back(p.substr(pos, colon - pos));
+    if (colon > pos) path_dirs.push_back(p.substr(pos, colon - pos));
     pos = colon + 1;
   }
-  dirs.push_back(fsys::path(cfg_.publish_binary).parent_path().string());
+  std::string name;
+  std::vector<std::string> dirs;
+  bool own = false;
+  for (const char* r : kOwnShimRuntimes) own = own || runtime == r;
+  if (own) {
+    // Ours: the shim installed (or built) with this berthd comes first.
+    name = kOwnShimName;
+    dirs.push_back(self_dir);
+    dirs.insert(dirs.end(), path_dirs.begin(), path_dirs.end());
+  } else {
+    // io.containerd.<name>.<version> → containerd-shim-<name>-<version>
+    std::vector<std::string> parts;
+    pos = 0;
+    while (true) {
+      size_t dot = runtime.find('.', pos);
+      parts.push_back(runtime.substr(pos, dot - pos));
+      if (dot == std::string::npos) break;
+      pos = dot + 1;
+    }
+    if (parts.size() < 2) {
+      return std::unexpected(InvalidArgument("invalid runtime name " + runtime +
+                                             ", correct runtime name should be either format like "
+                                             "`io.containerd.runc.v1` or a full path to the binary"));
+    }
+    name = "containerd-shim-" + parts[parts.size() - 2] + "-" + parts[parts.size() - 1];
+    dirs = path_dirs;
+    dirs.push_back(self_dir);
+  }
   for (const auto& d : dirs) {
     std::string cand = d + "/" + name;
     if (IsExecutable(cand)) {
@@ -149,11 +213,20 @@ Result<std::string> Manager::ResolveBinary(const std::string& runtime) {
                                   "\": file does not exist"));
 }
 
+std::vector<std::string> Manager::ShimEnv() const {
+  std::vector<std::string> env = {"TTRPC_ADDRESS=" + cfg_.ttrpc_address};
+  if (!cfg_.shim_run_dir.empty()) env.push_back("BERTH_SHIM_RUN_DIR=" + cfg_.shim_run_dir);
+  return env;
+}
+
 void Manager::WatchLog(const std::shared_ptr<Shim>& shim, int fd) {
   std::string tag = shim->ns_ + "/" + shim->id_;
-  loop_->loop().Post([this, fd, tag] {
+  // Closures capture the loop, not the manager: ~Manager resets loop_ while the loop thread
+  // still runs what was posted before it stops.
+  ttrpc::EventLoop* loop = &loop_->loop();
+  loop->Post([loop, fd, tag] {
     auto buffer = std::make_shared<std::string>();
-    Status s = loop_->loop().Watch(fd, EPOLLIN, [fd, tag, buffer](uint32_t) {
+    Status s = loop->Watch(fd, EPOLLIN, [fd, tag, buffer](uint32_t) {
       char buf[4096];
       while (true) {
         ssize_t n = ::read(fd, buf, sizeof buf);
@@ -178,8 +251,9 @@ void Manager::CloseShim(const std::shared_ptr<Shim>& shim) {
   shim->log_fd_ = -1;
   if (fd >= 0) {
     // Unwatch and close on the loop thread, after any pending read.
-    if (!loop_->loop().Post([this, fd] {
-          loop_->loop().Unwatch(fd);
+    ttrpc::EventLoop* loop = &loop_->loop();
+    if (!loop->Post([loop, fd] {
+          loop->Unwatch(fd);
           ::close(fd);
         })) {
       ::close(fd);
@@ -206,8 +280,7 @@ Result<task::DeleteResponse> Manager::RunDeleteCommand(const std::string& binary
                                    cfg_.publish_binary, "-id",    id,
                                    "-bundle",      bundle,        "delete"};
   ASSIGN_OR_RETURN(CommandResult r,
-                   RunCommand(argv, bundle, {"TTRPC_ADDRESS=" + cfg_.ttrpc_address}, "",
-                              kCleanupTimeout));
+                   RunCommand(argv, bundle, ShimEnv(), "", kCleanupTimeout));
   if (r.exit_code != 0) {
     return std::unexpected(Internal("shim delete " + id + ": exit " +
                                     std::to_string(r.exit_code) + ": " + Trim(r.err)));
@@ -226,12 +299,34 @@ void Manager::RemoveBundle(const std::string& ns, const std::string& id) {
   std::error_code ec;
   for (const std::string& dir : {bundle, cfg_.work_dir + "/" + ns + "/" + id}) {
     if (!fsys::exists(dir, ec)) continue;
+    // Renamed first, so a crash part way leaves a dot-dir (swept by Recover), never a bundle
+    // that looks half-created.
     std::string hidden = fsys::path(dir).parent_path().string() + "/." + id;
-    fsys::remove_all(hidden, ec);
+    RemoveTree(hidden);
     if (::rename(dir.c_str(), hidden.c_str()) != 0) hidden = dir;
-    fsys::remove_all(hidden, ec);
-    if (ec) spdlog::warn("remove {}: {}", hidden, ec.message());
+    RemoveTree(hidden);
   }
+}
+
+void Manager::RemoveTree(const std::string& dir) {
+  std::error_code ec;
+  if (!fsys::exists(fsys::symlink_status(dir, ec))) return;
+  std::string prefix = dir + "/";
+  std::ifstream mi("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mi, line)) {
+    // Field 5 is the mount point (octal escapes for blanks; our paths have none).
+    std::istringstream fields(line);
+    std::string f, mp;
+    for (int i = 0; i < 5 && fields >> f; ++i) mp = f;
+    if (mp == dir || mp.starts_with(prefix)) {
+      // Never recurse into a mounted snapshot: that would delete image data.
+      spdlog::warn("not removing {}: {} is still mounted", dir, mp);
+      return;
+    }
+  }
+  fsys::remove_all(dir, ec);
+  if (ec) spdlog::warn("remove {}: {}", dir, ec.message());
 }
 
 void Manager::PublishExitDelete(const std::string& ns, const std::string& id, uint32_t pid,
@@ -374,19 +469,20 @@ Result<std::shared_ptr<Shim>> Manager::CreateTask(const CreateOptions& o) {
                                    "-address",    cfg_.grpc_address,  "-publish-binary",
                                    cfg_.publish_binary, "-id",        o.id,
                                    "start"};
+  // Before `start`: recovery after a crash in the middle runs this binary's `delete`.
+  shim->binary_ = binary;
+  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/shim-binary-path", binary, 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/runtime", o.runtime, 0600));
   started = true;  // from here on, a failed start may have left a shim behind
-  ASSIGN_OR_RETURN(CommandResult r,
-                   RunCommand(argv, bundle,
-                              {"TTRPC_ADDRESS=" + cfg_.ttrpc_address, "GOMAXPROCS=2"}, stdin_data,
-                              kStartTimeout));
+  std::vector<std::string> env = ShimEnv();
+  env.push_back("GOMAXPROCS=2");
+  ASSIGN_OR_RETURN(CommandResult r, RunCommand(argv, bundle, env, stdin_data, kStartTimeout));
   if (r.exit_code != 0) {
     return std::unexpected(Internal(binary + ": " + Trim(r.err.empty() ? r.out : r.err) +
                                     ": exit status " + std::to_string(r.exit_code)));
   }
   std::string address = Trim(r.out);
-  shim->binary_ = binary;
   RETURN_IF_ERROR(Connect(shim, address));
-  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/shim-binary-path", binary, 0600));
 
   task::CreateTaskRequest creq;
   creq.set_id(o.id);
@@ -468,6 +564,8 @@ Result<task::DeleteResponse> Manager::Delete(const std::string& ns, const std::s
 
 void Manager::Recover(
     const std::function<bool(const std::string&, const std::string&)>& container_exists) {
+  // Leftovers first: hidden dirs of a RemoveBundle cut short, work dirs without a bundle.
+  std::vector<std::pair<std::string, std::string>> bundles;  // (ns, id)
   std::error_code ec;
   for (const auto& nsent : fsys::directory_iterator(cfg_.state_dir, ec)) {
     if (!nsent.is_directory()) continue;
@@ -476,72 +574,140 @@ void Manager::Recover(
     std::error_code ec2;
     for (const auto& ent : fsys::directory_iterator(nsent.path(), ec2)) {
       std::string id = ent.path().filename().string();
-      if (!ent.is_directory() || id.starts_with(".")) continue;
-      std::string bundle = ent.path().string();
-      auto shim = std::make_shared<Shim>();
-      shim->ns_ = ns;
-      shim->id_ = id;
-      shim->bundle_ = bundle;
-      auto bin = ReadFile(bundle + "/shim-binary-path");
-      if (bin) shim->binary_ = Trim(*bin);
-      auto addr = ReadFile(bundle + "/address");
-      if (!bin || !addr) {
-        spdlog::info("removing half-created bundle {}", bundle);
-        if (bin && !shim->binary_.empty()) (void)RunDeleteCommand(shim->binary_, ns, id, bundle);
-        RemoveBundle(ns, id);
-        continue;
+      if (id.starts_with(".")) {
+        RemoveTree(ent.path().string());
+      } else if (ent.is_directory()) {
+        bundles.emplace_back(ns, id);
       }
-      bool live = false;
-      bool has_container = container_exists(ns, id);
-      {
-        int logfd = ::open((bundle + "/log").c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-        if (logfd >= 0) {
-          shim->log_fd_ = logfd;
-          WatchLog(shim, logfd);
-        }
-        if (Connect(shim, Trim(*addr)).ok()) {
-          task::ConnectRequest creq;
-          creq.set_id(id);
-          task::ConnectResponse cresp;
-          if (shim->Call("Connect", creq, &cresp, kConnectTimeout).ok()) {
-            shim->pid_ = cresp.task_pid();
-            live = true;
-          }
-        }
-      }
-      if (live && !has_container) {
-        // Its container record is gone: stop the task and let the shim go.
-        spdlog::info("task {}/{} has no container; removing it", ns, id);
-        task::KillRequest kreq;
-        kreq.set_id(id);
-        kreq.set_signal(9);
-        kreq.set_all(true);
-        google::protobuf::Empty empty;
-        (void)shim->Call("Kill", kreq, &empty, kCleanupTimeout);
-        task::WaitRequest wreq;
-        wreq.set_id(id);
-        task::WaitResponse wresp;
-        (void)shim->Call("Wait", wreq, &wresp, std::chrono::seconds(10));
-        {
-          std::lock_guard lock(mu_);
-          tasks_[{ns, id}] = shim;
-        }
-        auto d = Delete(ns, id);
-        if (!d) spdlog::warn("remove task {}/{}: {}", ns, id, d.error().ToString());
-        continue;
-      }
-      if (live) {
-        std::lock_guard lock(mu_);
-        tasks_[{ns, id}] = shim;
-        spdlog::info("recovered task {}/{} pid {}", ns, id, shim->pid_);
-        continue;
-      }
-      spdlog::info("shim of {}/{} is gone; cleaning up", ns, id);
-      shim->deleting_ = true;
-      CloseShim(shim);
-      CleanupDead(shim);
     }
   }
+  for (const auto& nsent : fsys::directory_iterator(cfg_.work_dir, ec)) {
+    if (!nsent.is_directory()) continue;
+    std::string ns = nsent.path().filename().string();
+    std::error_code ec2;
+    for (const auto& ent : fsys::directory_iterator(nsent.path(), ec2)) {
+      std::string id = ent.path().filename().string();
+      if (id.starts_with(".") || !fsys::exists(cfg_.state_dir + "/" + ns + "/" + id)) {
+        RemoveTree(ent.path().string());
+      }
+    }
+  }
+  // One bundle per worker at a time: a hung shim costs its own timeouts, not everyone's.
+  size_t workers = std::min<size_t>(bundles.size(), 16);
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  auto start = std::chrono::steady_clock::now();
+  for (size_t w = 0; w < workers; ++w) {
+    pool.emplace_back([&] {
+      for (size_t k; (k = next.fetch_add(1)) < bundles.size();) {
+        RecoverOne(bundles[k].first, bundles[k].second, container_exists);
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  if (!bundles.empty()) {
+    spdlog::info("recovery: {} bundles in {} ms", bundles.size(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - start)
+                     .count());
+  }
+}
+
+void Manager::RecoverOne(
+    const std::string& ns, const std::string& id,
+    const std::function<bool(const std::string&, const std::string&)>& container_exists) {
+  std::string bundle = cfg_.state_dir + "/" + ns + "/" + id;
+  auto shim = std::make_shared<Shim>();
+  shim->ns_ = ns;
+  shim->id_ = id;
+  shim->bundle_ = bundle;
+  auto bin = ReadFile(bundle + "/shim-binary-path");
+  if (bin) shim->binary_ = Trim(*bin);
+  auto runtime = ReadFile(bundle + "/runtime");
+  shim->runtime_ = runtime ? Trim(*runtime) : std::string();
+  auto addr = ReadFile(bundle + "/address");
+  if (!bin || shim->binary_.empty() || !addr) {
+    // A create cut short before the shim published its address (shim-binary-path is written
+    // before `start`): its `delete` command undoes whatever it did (container, rootfs mount).
+    spdlog::info("removing half-created bundle {}", bundle);
+    if (addr && Connect(shim, Trim(*addr)).ok()) {
+      shim->deleting_ = true;
+      task::DeleteRequest dreq;
+      dreq.set_id(id);
+      task::DeleteResponse dresp;
+      (void)shim->Call("Delete", dreq, &dresp, kCleanupTimeout);
+      task::ShutdownRequest sreq;
+      sreq.set_id(id);
+      google::protobuf::Empty empty;
+      (void)shim->Call("Shutdown", sreq, &empty, kShutdownTimeout);
+    }
+    CloseShim(shim);
+    if (bin && !shim->binary_.empty()) {
+      auto d = RunDeleteCommand(shim->binary_, ns, id, bundle);
+      if (!d) spdlog::warn("shim delete {}: {}", id, d.error().ToString());
+    }
+    RemoveBundle(ns, id);
+    return;
+  }
+  bool live = false;
+  bool has_container = container_exists(ns, id);
+  int logfd = ::open((bundle + "/log").c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (logfd >= 0) {
+    shim->log_fd_ = logfd;
+    WatchLog(shim, logfd);
+  }
+  bool hung = false;
+  if (Connect(shim, Trim(*addr)).ok()) {
+    task::ConnectRequest creq;
+    creq.set_id(id);
+    task::ConnectResponse cresp;
+    Status s = shim->Call("Connect", creq, &cresp, kConnectTimeout);
+    // A shim without a task (berthd died before Task.Create answered) is not live.
+    if (s.ok() && cresp.task_pid() != 0) {
+      shim->pid_ = cresp.task_pid();
+      live = true;
+    }
+    hung = s.code() == Code::kDeadlineExceeded;
+  }
+  if (live && !has_container) {
+    // Its container record is gone: stop the task and let the shim go.
+    spdlog::info("task {}/{} has no container; removing it", ns, id);
+    task::KillRequest kreq;
+    kreq.set_id(id);
+    kreq.set_signal(9);
+    kreq.set_all(true);
+    google::protobuf::Empty empty;
+    (void)shim->Call("Kill", kreq, &empty, kCleanupTimeout);
+    task::WaitRequest wreq;
+    wreq.set_id(id);
+    task::WaitResponse wresp;
+    (void)shim->Call("Wait", wreq, &wresp, std::chrono::seconds(10));
+    {
+      std::lock_guard lock(mu_);
+      tasks_[{ns, id}] = shim;
+    }
+    auto d = Delete(ns, id);
+    if (!d) spdlog::warn("remove task {}/{}: {}", ns, id, d.error().ToString());
+    return;
+  }
+  if (live) {
+    std::lock_guard lock(mu_);
+    tasks_[{ns, id}] = shim;
+    spdlog::info("recovered task {}/{} pid {}", ns, id, shim->pid_);
+    return;
+  }
+  spdlog::info("shim of {}/{} is gone; cleaning up", ns, id);
+  if (!hung && shim->client_ && !shim->client_->closed()) {
+    // It answers but has no task (berthd died before Task.Create): ask it to go.
+    task::ShutdownRequest sreq;
+    sreq.set_id(id);
+    google::protobuf::Empty empty;
+    shim->deleting_ = true;
+    (void)shim->Call("Shutdown", sreq, &empty, kShutdownTimeout);
+  }
+  shim->deleting_ = true;
+  CloseShim(shim);
+  CleanupDead(shim);
 }
 
 }  // namespace berth::tasks

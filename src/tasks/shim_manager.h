@@ -47,9 +47,17 @@ struct ManagerConfig {
   std::string grpc_address;   // passed as -address
   std::string ttrpc_address;  // TTRPC_ADDRESS for shims
   std::string publish_binary; // -publish-binary (our own executable)
+  // BERTH_SHIM_RUN_DIR for shims: our shim keeps its sockets in <dir>/s and its default
+  // runtime root in <dir>/runc (berthd passes its state dir). "" = not set.
+  std::string shim_run_dir;
   // Runtime name → shim binary, from the config file; wins over name-based resolution.
   std::map<std::string, std::string> binaries;
 };
+
+// Our shim, and the runtime names it serves unless the config maps them elsewhere.
+inline constexpr char kOwnShimName[] = "containerd-shim-berth-v2";
+inline constexpr const char* kOwnShimRuntimes[] = {"io.containerd.runc.v2",
+                                                    "io.containerd.berth.v2"};
 
 struct AnyBytes {
   std::string type_url;
@@ -68,7 +76,7 @@ struct CreateOptions {
 };
 
 // One connected shim serving one task.
-class Shim {
+class Shim : public std::enable_shared_from_this<Shim> {
  public:
   const std::string& ns() const { return ns_; }
   const std::string& id() const { return id_; }
@@ -83,13 +91,30 @@ class Shim {
   void CallAsync(std::string_view method, const google::protobuf::MessageLite& req,
                  std::function<void(Result<std::string>)> done);
 
+  // Waits for process `exec_id` ("" = the task's init) to exit without holding a thread:
+  // `done` runs once, with the shim's serialized WaitResponse or the call's error, on the
+  // manager's loop thread (or on this thread if the call cannot be sent). Every waiter of one
+  // process shares one Task.Wait call to the shim. Returns a token for CancelWait.
+  using WaitDone = std::function<void(Result<std::string>)>;
+  uint64_t AddWaiter(const std::string& exec_id, WaitDone done);
+  // Forgets a waiter: its `done` will not run (unless it is running already). The shared
+  // Task.Wait call stays in flight (ttrpc cannot cancel it) and ends with the process.
+  void CancelWait(uint64_t token);
+
  private:
   friend class Manager;
+  void FinishWaits(const std::string& exec_id, Result<std::string> result);
+
   std::string ns_, id_, bundle_, runtime_, binary_;
   uint32_t pid_ = 0;
   std::unique_ptr<ttrpc::Client> client_;
   int log_fd_ = -1;              // the `log` FIFO, read end; owned, watched on the loop
   std::atomic<bool> deleting_{false};  // Delete in progress: a disconnect is expected
+
+  std::mutex wait_mu_;
+  uint64_t next_waiter_ = 1;                                       // GUARDED_BY(wait_mu_)
+  std::map<std::string, std::map<uint64_t, WaitDone>> waits_;      // GUARDED_BY(wait_mu_)
+  std::map<uint64_t, std::string> waiter_exec_;                    // GUARDED_BY(wait_mu_)
 };
 
 class Manager {
@@ -106,13 +131,20 @@ class Manager {
   Result<containerd::task::v2::DeleteResponse> Delete(const std::string& ns,
                                                        const std::string& id);
 
-  // §7.8: reconnects live shims found in the state dir. `container_exists(ns, id)` tells
-  // whether the task's container record is still there; a live task without one is killed and
-  // deleted. Dead shims: `delete` command, /tasks/exit + /tasks/delete, bundle removed. Bundles
-  // without `address` or `shim-binary-path` (a create cut short) are removed.
+  // §7.8: reconnects live shims found in the state dir, up to 16 bundles at once (a hung shim
+  // costs its own Connect timeout, not everyone's). `container_exists(ns, id)` tells whether
+  // the task's container record is still there (called from several threads); a live task
+  // without one is killed and deleted. Dead or hung shims: `delete` command, /tasks/exit +
+  // /tasks/delete, bundle removed. Bundles without `address` or `shim-binary-path` (a create
+  // cut short) get the `delete` command and are removed; so are leftover dot-dirs of an
+  // interrupted removal and work dirs without a bundle. Nothing mounted is ever removed.
   void Recover(const std::function<bool(const std::string&, const std::string&)>& container_exists);
 
-  // Resolves a runtime name to a shim binary (§7.1). NotFound when nothing matches.
+  // Resolves a runtime name to a shim binary: the config's [runtimes] entry; for
+  // io.containerd.runc.v2 and io.containerd.berth.v2 our containerd-shim-berth-v2 next to
+  // berthd, then in $PATH; otherwise containerd's rule (§7.1: io.containerd.<name>.<version> →
+  // containerd-shim-<name>-<version> in $PATH, then next to berthd). NotFound when nothing
+  // matches.
   Result<std::string> ResolveBinary(const std::string& runtime);
 
  private:
@@ -129,6 +161,12 @@ class Manager {
                                                                 const std::string& id,
                                                                 const std::string& bundle);
   void RemoveBundle(const std::string& ns, const std::string& id);
+  // remove_all of `dir`, unless something is mounted at or below it (then logged, kept).
+  void RemoveTree(const std::string& dir);
+  void RecoverOne(const std::string& ns, const std::string& id,
+                  const std::function<bool(const std::string&, const std::string&)>& exists);
+  // The environment of shim commands: TTRPC_ADDRESS, BERTH_SHIM_RUN_DIR.
+  std::vector<std::string> ShimEnv() const;
   void CloseShim(const std::shared_ptr<Shim>& shim);
   void PublishExitDelete(const std::string& ns, const std::string& id, uint32_t pid,
                          uint32_t exit_status, const google::protobuf::Timestamp& exited_at);
