@@ -217,9 +217,7 @@ IoCopier::~IoCopier() {
 RawTerminal::RawTerminal() {
   if (::isatty(STDIN_FILENO) != 1 || ::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
   struct termios raw = saved_;
-  ::cfmakeraw(&raw);
-  // Output post-processing stays on, as containerd's console.SetRaw leaves OPOST.
-  raw.c_oflag = saved_.c_oflag;
+  ::cfmakeraw(&raw);  // as containerd's console.SetRaw: the container's pty does the cooking
   active_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
 }
 

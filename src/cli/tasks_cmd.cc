@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <filesystem>
 #include <fstream>
@@ -410,6 +411,8 @@ Result<uint32_t> StartAndWait(const Services& s, const std::string& id,
   std::optional<RawTerminal> raw;
   if (interactive_tty) raw.emplace();
   io.Start();
+  // The pty exists from Create on: size it before the process can look.
+  if (fifos.terminal) Resize(s, id, exec_id);
   RETURN_IF_ERROR(StartProcess(s, id, exec_id));
   if (fifos.terminal) Resize(s, id, exec_id);
   auto status = Wait(s, id, exec_id);
@@ -433,7 +436,11 @@ struct SignalProxy {
     ::signal(SIGPIPE, SIG_IGN);
     catcher = std::make_unique<SignalCatcher>(sigs, [this](int sig) {
       std::lock_guard lock(mu);
-      if (!services) return;
+      if (!services) {
+        // Nothing to pass it to yet (or any more): behave as if it had not been caught.
+        if (sig != SIGWINCH) std::_Exit(128 + sig);
+        return;
+      }
       if (sig == SIGWINCH) {
         if (tty) Resize(*services, id, exec_id);
         return;
@@ -667,16 +674,18 @@ int RunList(Cli& cli, bool quiet) {
     return ReportError(st);
   }
   std::vector<ttypes::Process> tasks(resp.tasks().begin(), resp.tasks().end());
+  // ctr names a task by Process.id (the container's ID for an init process).
+  auto name = [](const ttypes::Process& p) { return p.id().empty() ? p.container_id() : p.id(); };
   std::sort(tasks.begin(), tasks.end(),
-            [](const auto& a, const auto& b) { return a.container_id() < b.container_id(); });
+            [&](const auto& a, const auto& b) { return name(a) < name(b); });
   if (cli.format() == Format::kJson) {
     json arr = json::array();
     for (const auto& t : tasks) {
       if (quiet) {
-        arr.push_back(t.container_id());
+        arr.push_back(name(t));
         continue;
       }
-      json j = {{"id", t.container_id()}, {"pid", t.pid()}, {"status", StatusName(t.status())}};
+      json j = {{"id", name(t)}, {"pid", t.pid()}, {"status", StatusName(t.status())}};
       if (t.status() == ttypes::STOPPED) {
         j["exit_status"] = t.exit_status();
         j["exited_at"] = TimestampJson(t.exited_at());
@@ -687,16 +696,18 @@ int RunList(Cli& cli, bool quiet) {
     return 0;
   }
   if (quiet) {
-    for (const auto& t : tasks) std::cout << t.container_id() << '\n';
+    for (const auto& t : tasks) std::cout << name(t) << '\n';
     return 0;
   }
   Table table({"TASK", "PID", "STATUS"});
   for (const auto& t : tasks) {
     std::string status = StatusName(t.status());
     if (t.status() == ttypes::STOPPED) {
-      status += " (exit " + std::to_string(t.exit_status()) + ", " + AgeOf(t.exited_at()) + " ago)";
+      std::string age = AgeOf(t.exited_at());
+      if (!age.empty()) age[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(age[0])));
+      status += " (exit " + std::to_string(t.exit_status()) + ", " + age + " ago)";
     }
-    table.AddRow({t.container_id(), std::to_string(t.pid()), status});
+    table.AddRow({name(t), std::to_string(t.pid()), status});
   }
   table.Print(std::cout);
   return 0;
