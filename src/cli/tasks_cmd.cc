@@ -355,7 +355,7 @@ Status CreateContainer(Cli& cli, const Services& s, const RunFlags& f) {
   *req.mutable_container() = c;
   capi::CreateContainerResponse resp;
   Status st = FromGrpc(s.containers->Create(s.Ctx().get(), req, &resp));
-  if (!st.ok() && !c.snapshot_key().empty() && st.code() != Code::kAlreadyExists) {
+  if (!st.ok() && !c.snapshot_key().empty()) {  // the snapshot is ours: Prepare made it
     sapi::RemoveSnapshotRequest rm;
     rm.set_snapshotter(c.snapshotter());
     rm.set_key(c.snapshot_key());
@@ -833,7 +833,8 @@ int RunRemove(Cli& cli, const std::vector<std::string>& ids, bool force, bool ta
 }
 
 void AddContainerFlags(CLI::App* cmd, ContainerFlags& c) {
-  cmd->add_option("-e,--env", c.env, "environment variable KEY=VALUE (repeatable)");
+  cmd->add_option("-e,--env", c.env, "environment variable KEY=VALUE (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--cwd", c.cwd, "working directory of the process");
   cmd->add_flag("-t,--tty", c.tty, "give the process a terminal");
   cmd->add_flag("--rootfs", c.rootfs, "the first argument is a root filesystem directory, not an image");
@@ -843,8 +844,10 @@ void AddContainerFlags(CLI::App* cmd, ContainerFlags& c) {
       ->capture_default_str();
   cmd->add_option("--platform", c.platform, "image platform os/arch[/variant] (default: this host)");
   cmd->add_option("--mount", c.mounts,
-                  "extra mount, e.g. type=bind,src=/host,dst=/ctr,options=rbind:ro (repeatable)");
-  cmd->add_option("--label", c.labels, "container label key=value (repeatable)");
+                  "extra mount, e.g. type=bind,src=/host,dst=/ctr,options=rbind:ro (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--label", c.labels, "container label key=value (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_flag("--net-host", c.net_host, "share the host's network namespace");
   cmd->add_flag("--privileged", c.privileged,
                 "all capabilities, all devices allowed, no masked paths");
@@ -906,7 +909,8 @@ void AddTasksCommands(CLI::App& app, Cli& cli) {
     exec->add_flag("-d,--detach", exec_args->detach, "start the process and return");
     exec->add_option("--exec-id", exec_args->exec_id, "process ID (default: generated)");
     exec->add_option("--cwd", exec_args->cwd, "working directory");
-    exec->add_option("-e,--env", exec_args->env, "environment variable KEY=VALUE (repeatable)");
+    exec->add_option("-e,--env", exec_args->env, "environment variable KEY=VALUE (repeatable)")
+        ->allow_extra_args(false);
     exec->add_option("-u,--user", exec_args->user, "numeric uid[:gid]");
     exec->add_option("--fifo-dir", exec_args->fifo_dir, "directory for the stdio FIFOs");
     exec->add_option("id", exec_args->id, "container ID")->required();
