@@ -126,6 +126,7 @@ class BerthTasksCliTest : public DaemonTest {
                                      const std::vector<std::string>& cmd) {
     std::vector<std::string> a = {"run"};
     a.insert(a.end(), flags.begin(), flags.end());
+    if (!runtime_.empty()) a.insert(a.end(), {"--runtime", runtime_});
     a.insert(a.end(), {"--runc-root", runc_root_, "--rootfs", rootfs_, id});
     a.insert(a.end(), cmd.begin(), cmd.end());
     return a;
@@ -159,6 +160,7 @@ class BerthTasksCliTest : public DaemonTest {
   }
 
   std::string ns_, rootfs_, runc_root_;
+  std::string runtime_;  // --runtime for RunRootfs ("" = berth's default, the runc shim)
 };
 
 TEST_F(BerthTasksCliTest, RunRmRootfsOutputAndExitCode) {
@@ -380,6 +382,59 @@ TEST_F(BerthTasksCliTest, TerminalThroughScript) {
   EXPECT_EQ(r.exit_code, 6) << r.out << r.err;
   EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
   EXPECT_EQ(B({"rm", "-f", "tty2"}).exit_code, 0);
+}
+
+// The CLI does not care which shim serves the task: the same commands through our own
+// containerd-shim-berth-v2 (runtime io.containerd.berth.v2, found on berthd's PATH).
+TEST_F(BerthTasksCliTest, SameCommandsOnTheBerthShim) {
+  std::string shim_dir = fs::path(BERTH_SHIM_PATH).parent_path().string();
+  ASSERT_EQ(StopDaemon(), 0);
+  std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin";
+  ::setenv("PATH", (shim_dir + ":" + old_path).c_str(), 1);
+  bool started = StartDaemon();
+  ::setenv("PATH", old_path.c_str(), 1);
+  ASSERT_TRUE(started);
+  runtime_ = "io.containerd.berth.v2";
+
+  RunResult r = B(RunRootfs({"--rm"}, "b1", {"/bin/sh", "-c", "echo out; echo err >&2; exit 7"}));
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+  r = B(RunRootfs({"--rm"}, "b2", {"/bin/sh", "-c", "cat; echo done"}), "piped\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "piped\ndone\n");
+
+  ASSERT_EQ(B(RunRootfs({"-d"}, "b3", {"/bin/sh", "-c", "echo early; read l; echo got $l; exit 4"}))
+                .exit_code,
+            0);
+  ASSERT_TRUE(WaitStatus("b3", "RUNNING"));
+  r = B({"attach", "b3"}, "hello\n");
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_EQ(r.out, "early\ngot hello\n");
+  ASSERT_TRUE(WaitStatus("b3", "STOPPED"));
+  EXPECT_EQ(B({"rm", "b3"}).exit_code, 0);
+
+  ASSERT_EQ(B(RunRootfs({"-d"}, "b4", {"/bin/sleep", "1000"})).exit_code, 0);
+  r = B({"exec", "b4", "/bin/sh", "-c", "echo ex; exit 2"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.out, "ex\n");
+  r = B({"ps", "b4"});
+  EXPECT_NE(r.out.find("sleep 1000"), std::string::npos) << r.out;
+  ASSERT_EQ(B({"pause", "b4"}).exit_code, 0);
+  EXPECT_EQ(TaskStatus("b4"), "PAUSED");
+  ASSERT_EQ(B({"resume", "b4"}).exit_code, 0);
+  EXPECT_EQ(TaskStatus("b4"), "RUNNING");
+  r = B({"rm", "-f", "b4"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  if (::access("/usr/bin/script", X_OK) == 0) {
+    std::string cmd = ShellJoin(BerthArgv(RunRootfs({"--rm", "-t"}, "b5", {"/bin/sh", "-c", "tty; exit 5"})));
+    r = berth::testing::Run({"script", "-qefc", cmd, "/dev/null"});
+    EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
+    EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(B({"tasks", "ls", "-q"}).out, "");
+  EXPECT_EQ(Ctr({"containers", "ls", "-q"}, ns_).out, "");
 }
 
 }  // namespace
