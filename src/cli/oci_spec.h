@@ -11,6 +11,8 @@
 // absolute. An image's Env (or, when it has none, containerd's default PATH) applies.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -44,10 +46,19 @@ struct SpecOptions {
   bool read_only = false;
   bool net_host = false;
   bool privileged = false;
+  // Resolves the image config's User ("name", "uid", "name:group", "uid:gid", ...) to ids;
+  // unset: only numeric uid[:gid] is accepted (gid 0 when missing).
+  std::function<Result<std::pair<uint32_t, uint32_t>>(const std::string& user)> resolve_user;
 };
 
-// The spec as an OCI runtime-spec JSON document. InvalidArgument for a bad user in the image
-// config (names, as opposed to numeric ids, are not resolved yet) or no process args at all.
+// containerd's WithUser against the /etc/passwd and /etc/group of the root filesystem at
+// `root` (read with openat2 RESOLVE_IN_ROOT, so the image's symlinks cannot leave it): a
+// numeric uid without a passwd entry gets gid 0; an unknown name is NotFound.
+Result<std::pair<uint32_t, uint32_t>> ResolveUserInRoot(const std::string& root,
+                                                        const std::string& user);
+
+// The spec as an OCI runtime-spec JSON document. InvalidArgument when there are no process
+// args at all, or (without resolve_user) for a non-numeric image user; resolve_user's errors.
 Result<nlohmann::json> GenerateSpec(const SpecOptions& opts);
 
 // ctr's --mount syntax: "type=bind,src=/a,dst=/b,options=rbind:ro" (source|src,

@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "cli/commands.h"
+#include "cli/mounts.h"
 #include "cli/oci_spec.h"
 #include "cli/task_io.h"
 #include "cli/unpack.h"
@@ -244,6 +245,50 @@ class TempLease {
   std::string id_;
 };
 
+// The image's User as ids, read from its layers as containerd does: a read-only view of the
+// layer chain mounted on a private temporary directory for the time of the lookup.
+Result<std::pair<uint32_t, uint32_t>> ResolveUserInImage(const Services& s,
+                                                         const std::string& snapshotter,
+                                                         const std::string& chain,
+                                                         const std::string& lease,
+                                                         const std::string& id,
+                                                         const std::string& user) {
+  size_t colon = user.find(':');
+  if (colon != std::string::npos && user.find_first_not_of("0123456789:") == std::string::npos &&
+      colon > 0 && colon + 1 < user.size()) {
+    return std::make_pair(static_cast<uint32_t>(std::stoul(user.substr(0, colon))),
+                          static_cast<uint32_t>(std::stoul(user.substr(colon + 1))));
+  }
+  char tmpl[] = "/tmp/berth-user-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return std::unexpected(StatusFromErrno(errno, "mkdtemp"));
+  std::string dir = tmpl;
+  std::string key = "berth-user-" + id + "-" + std::to_string(::getpid());
+  sapi::ViewSnapshotRequest req;
+  req.set_snapshotter(snapshotter);
+  req.set_key(key);
+  req.set_parent(chain);
+  sapi::ViewSnapshotResponse view;
+  Status st = FromGrpc(s.snapshots->View(s.Ctx(lease).get(), req, &view));
+  Result<std::pair<uint32_t, uint32_t>> out = std::unexpected(st);
+  if (st.ok()) {
+    st = MountAll(view.mounts(), dir);
+    if (st.ok()) {
+      out = ResolveUserInRoot(dir, user);
+      if (Status u = UnmountAll(dir); !u.ok()) PrintError(u.Wrap("unmount " + dir));
+    } else {
+      out = std::unexpected(st);
+    }
+    sapi::RemoveSnapshotRequest rm;
+    rm.set_snapshotter(snapshotter);
+    rm.set_key(key);
+    google::protobuf::Empty e;
+    (void)s.snapshots->Remove(s.Ctx().get(), rm, &e);
+  }
+  ::rmdir(dir.c_str());
+  if (!out) return std::unexpected(out.error().Wrap("image user " + Quote(user)));
+  return out;
+}
+
 // The container record (and, for an image, its snapshot) for `berth run` / `berth create`.
 Status CreateContainer(Cli& cli, const Services& s, const RunFlags& f) {
   RETURN_IF_ERROR(ValidateIdentifier(f.id).Wrap("container id"));
@@ -289,6 +334,9 @@ Status CreateContainer(Cli& cli, const Services& s, const RunFlags& f) {
     }
     so.rootfs_path = abs.string();
     if (so.rootfs_path.size() > 1 && so.rootfs_path.back() == '/') so.rootfs_path.pop_back();
+    so.resolve_user = [root = so.rootfs_path](const std::string& user) {
+      return ResolveUserInRoot(root, user);
+    };
   } else {
     Result<Platform> platform =
         f.c.platform.empty() ? Result<Platform>(HostPlatform()) : ParsePlatform(f.c.platform);
@@ -323,6 +371,10 @@ Status CreateContainer(Cli& cli, const Services& s, const RunFlags& f) {
     sapi::PrepareSnapshotResponse prepared;
     RETURN_IF_ERROR(FromGrpc(s.snapshots->Prepare(s.Ctx(lease->id()).get(), prep, &prepared))
                         .Wrap("prepare snapshot " + Quote(f.id)));
+    so.resolve_user = [&s, &f, lease_id = lease->id(),
+                       chain = rootfs.chain_id()](const std::string& user) {
+      return ResolveUserInImage(s, f.c.snapshotter, chain, lease_id, f.id, user);
+    };
     c.set_image(f.ref);
     c.set_snapshotter(f.c.snapshotter);
     c.set_snapshot_key(f.id);

@@ -79,7 +79,7 @@ class BerthTasksCliTest : public DaemonTest {
 
   // An OCI image of the busybox tree whose config sets Env, WorkingDir and Cmd, imported
   // into the test's namespace (not unpacked: `berth run` unpacks it).
-  void ImportImage() {
+  void ImportImage(const std::string& tag = kImage, const std::string& user = "") {
     std::string layer_tar = tmp_ + "/layer.tar";
     RunResult t = berth::testing::Run({"tar", "-C", rootfs_, "--owner=0", "--group=0",
                                        "--numeric-owner", "-cf", layer_tar, "."});
@@ -95,6 +95,7 @@ class BerthTasksCliTest : public DaemonTest {
           {"WorkingDir", "/tmp"},
           {"Cmd", {"/bin/sh", "-c", "echo $GREETING from $(pwd)"}}}},
         {"rootfs", {{"type", "layers"}, {"diff_ids", {Sha256Digest(layer)}}}}};
+    if (!user.empty()) config["config"]["User"] = user;
     Descriptor cfg = b.AddBlob("application/vnd.oci.image.config.v1+json", config.dump());
     auto desc = [](const Descriptor& d) {
       return nlohmann::json{{"mediaType", d.media_type}, {"digest", d.digest}, {"size", d.size}};
@@ -104,7 +105,7 @@ class BerthTasksCliTest : public DaemonTest {
                                {"config", desc(cfg)},
                                {"layers", {desc(blob)}}};
     Descriptor m = b.AddBlob("application/vnd.oci.image.manifest.v1+json", manifest.dump());
-    b.Tag(kImage, m);
+    b.Tag(tag, m);
     std::string tar = tmp_ + "/image.tar";
     t = berth::testing::Run({"tar", "-C", b.dir(), "-cf", tar, "."});
     ASSERT_EQ(t.exit_code, 0) << t.err;
@@ -253,6 +254,37 @@ TEST_F(BerthTasksCliTest, RunImageUsesItsConfig) {
   r = B({"run", "--rm", "no.such/image:tag", "x"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("not found"), std::string::npos) << r.err;
+}
+
+// containerd's WithUser: the image's User is looked up in the image's own /etc/passwd and
+// /etc/group (read confined to the image root, never the host's).
+TEST_F(BerthTasksCliTest, ImageUserResolvedInTheImage) {
+  ASSERT_TRUE(WriteFileBytes(rootfs_ + "/etc/passwd",
+                             "root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/:/bin/sh\n"));
+  ASSERT_TRUE(WriteFileBytes(rootfs_ + "/etc/group", "root:x:0:\nstaff:x:50:\n"));
+  ImportImage("example.com/berth/user:app", "app");
+  ImportImage("example.com/berth/user:appstaff", "app:staff");
+  ImportImage("example.com/berth/user:uid", "1234");
+  ImportImage("example.com/berth/user:ghost", "ghost");
+  if (HasFatalFailure()) return;
+  auto ids = [&](const std::string& image, const std::string& id) {
+    RunResult r = B({"run", "--rm", "--runc-root", runc_root_, image, id, "/bin/sh", "-c",
+                     "echo $(id -u):$(id -g)"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  EXPECT_EQ(ids("example.com/berth/user:app", "u1"), "1234:2345\n");
+  EXPECT_EQ(ids("example.com/berth/user:appstaff", "u2"), "1234:50\n");
+  EXPECT_EQ(ids("example.com/berth/user:uid", "u3"), "1234:2345\n");
+  RunResult r = B({"run", "--rm", "--runc-root", runc_root_, "example.com/berth/user:ghost", "u4",
+                   "/bin/true"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no user \"ghost\""), std::string::npos) << r.err;
+  // Nothing left behind: no container, no snapshot but the image's layer, no temp mounts.
+  EXPECT_EQ(Ctr({"containers", "ls", "-q"}, ns_).out, "");
+  RunResult sn = Ctr({"snapshots", "ls"}, ns_);
+  EXPECT_EQ(Lines(sn.out).size(), 2u) << sn.out;
+  EXPECT_TRUE(MountsUnder("/tmp/berth-user-").empty());
 }
 
 TEST_F(BerthTasksCliTest, DetachedLifecycle) {
