@@ -10,6 +10,7 @@
 #include <optional>
 
 #include <charconv>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 
@@ -29,7 +30,8 @@ const std::vector<std::string>& DefaultCaps() {
   return caps;
 }
 
-// Every capability this kernel knows, by number (for --privileged).
+// The capabilities this process has (CapEff), as containerd's WithAllCurrentCapabilities: a
+// runtime cannot grant what its caller lacks.
 std::vector<std::string> AllCaps() {
   static const char* const kNames[] = {
       "CAP_CHOWN",          "CAP_DAC_OVERRIDE",   "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
@@ -43,11 +45,19 @@ std::vector<std::string> AllCaps() {
       "CAP_MAC_OVERRIDE",   "CAP_MAC_ADMIN",      "CAP_SYSLOG",          "CAP_WAKE_ALARM",
       "CAP_BLOCK_SUSPEND",  "CAP_AUDIT_READ",     "CAP_PERFMON",         "CAP_BPF",
       "CAP_CHECKPOINT_RESTORE"};
-  size_t last = std::size(kNames) - 1;
-  std::ifstream in("/proc/sys/kernel/cap_last_cap");
-  size_t k = 0;
-  if (in >> k && k < last) last = k;
-  return std::vector<std::string>(std::begin(kNames), std::begin(kNames) + last + 1);
+  uint64_t eff = 0;
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("CapEff:")) {
+      eff = std::strtoull(line.c_str() + 7, nullptr, 16);
+      break;
+    }
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < std::size(kNames); ++i) {
+    if (eff & (uint64_t{1} << i)) out.push_back(kNames[i]);
+  }
+  return out;
 }
 
 json DefaultMounts() {

@@ -218,6 +218,38 @@ TEST_F(BerthTasksCliTest, RunWithoutRmKeepsTheContainer) {
   EXPECT_EQ(Ctr({"containers", "ls", "-q"}, ns_).out, "");
 }
 
+TEST_F(BerthTasksCliTest, MountReadOnlyPrivilegedNetHostLabels) {
+  fs::create_directories(tmp_ + "/shared");
+  ASSERT_TRUE(WriteFileBytes(tmp_ + "/shared/f.txt", "from the host\n"));
+  fs::create_directories(rootfs_ + "/mnt");
+  RunResult r = B(RunRootfs({"--rm", "--read-only", "--mount",
+                             "type=bind,src=" + tmp_ + "/shared,dst=/mnt,options=rbind:ro"},
+                            "m1", {"/bin/sh", "-c", "cat /mnt/f.txt; touch /x || echo ro-root"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1), "from the host\n");
+  EXPECT_NE(r.out.find("ro-root"), std::string::npos) << r.out;
+
+  r = B(RunRootfs({"--rm", "--privileged", "--net-host"}, "m2",
+                  {"/bin/sh", "-c", "grep CapEff /proc/self/status; echo $HOSTNAME"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("CapEff:\t00000000a80425fb"), std::string::npos) << r.out;  // not default
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  EXPECT_NE(r.out.find(std::string(host) + "\n"), std::string::npos) << r.out;
+
+  r = B({"create", "--label", "team=a", "--label", "tier=b", "--net-host", "--runc-root",
+         runc_root_, "--rootfs", rootfs_, "m3", "/bin/true"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto spec = nlohmann::json::parse(B({"containers", "info", "--spec", "m3"}).out);
+  EXPECT_EQ(spec["annotations"], nlohmann::json({{"team", "a"}, {"tier", "b"}}));
+  for (const auto& ns : spec["linux"]["namespaces"]) EXPECT_NE(ns["type"], "network");
+  EXPECT_EQ(B({"containers", "label", "m3"}).out, "team=a,tier=b\n");
+  r = B({"run", "--rm", "--mount", "src=/x", "--rootfs", rootfs_, "m4", "/bin/true"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("destination"), std::string::npos) << r.err;
+  EXPECT_EQ(B({"rm", "m3"}).exit_code, 0);
+}
+
 TEST_F(BerthTasksCliTest, RunImageUsesItsConfig) {
   ImportImage();
   if (HasFatalFailure()) return;
