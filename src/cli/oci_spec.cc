@@ -7,12 +7,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <optional>
-
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 
 namespace berth::cli {
 namespace {
@@ -23,28 +22,57 @@ constexpr char kSpecVersion[] = "1.0.2-dev";  // what containerd 1.6 writes
 
 const std::vector<std::string>& DefaultCaps() {
   static const std::vector<std::string> caps = {
-      "CAP_CHOWN",       "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
-      "CAP_MKNOD",       "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
-      "CAP_SETFCAP",     "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
-      "CAP_KILL",        "CAP_AUDIT_WRITE"};
+      "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+      "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+      "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+      "CAP_KILL",    "CAP_AUDIT_WRITE"};
   return caps;
 }
 
 // The capabilities this process has (CapEff), as containerd's WithAllCurrentCapabilities: a
 // runtime cannot grant what its caller lacks.
 std::vector<std::string> AllCaps() {
-  static const char* const kNames[] = {
-      "CAP_CHOWN",          "CAP_DAC_OVERRIDE",   "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
-      "CAP_FSETID",         "CAP_KILL",           "CAP_SETGID",          "CAP_SETUID",
-      "CAP_SETPCAP",        "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-      "CAP_NET_ADMIN",      "CAP_NET_RAW",        "CAP_IPC_LOCK",        "CAP_IPC_OWNER",
-      "CAP_SYS_MODULE",     "CAP_SYS_RAWIO",      "CAP_SYS_CHROOT",      "CAP_SYS_PTRACE",
-      "CAP_SYS_PACCT",      "CAP_SYS_ADMIN",      "CAP_SYS_BOOT",        "CAP_SYS_NICE",
-      "CAP_SYS_RESOURCE",   "CAP_SYS_TIME",       "CAP_SYS_TTY_CONFIG",  "CAP_MKNOD",
-      "CAP_LEASE",          "CAP_AUDIT_WRITE",    "CAP_AUDIT_CONTROL",   "CAP_SETFCAP",
-      "CAP_MAC_OVERRIDE",   "CAP_MAC_ADMIN",      "CAP_SYSLOG",          "CAP_WAKE_ALARM",
-      "CAP_BLOCK_SUSPEND",  "CAP_AUDIT_READ",     "CAP_PERFMON",         "CAP_BPF",
-      "CAP_CHECKPOINT_RESTORE"};
+  static const char* const kNames[] = {"CAP_CHOWN",
+                                       "CAP_DAC_OVERRIDE",
+                                       "CAP_DAC_READ_SEARCH",
+                                       "CAP_FOWNER",
+                                       "CAP_FSETID",
+                                       "CAP_KILL",
+                                       "CAP_SETGID",
+                                       "CAP_SETUID",
+                                       "CAP_SETPCAP",
+                                       "CAP_LINUX_IMMUTABLE",
+                                       "CAP_NET_BIND_SERVICE",
+                                       "CAP_NET_BROADCAST",
+                                       "CAP_NET_ADMIN",
+                                       "CAP_NET_RAW",
+                                       "CAP_IPC_LOCK",
+                                       "CAP_IPC_OWNER",
+                                       "CAP_SYS_MODULE",
+                                       "CAP_SYS_RAWIO",
+                                       "CAP_SYS_CHROOT",
+                                       "CAP_SYS_PTRACE",
+                                       "CAP_SYS_PACCT",
+                                       "CAP_SYS_ADMIN",
+                                       "CAP_SYS_BOOT",
+                                       "CAP_SYS_NICE",
+                                       "CAP_SYS_RESOURCE",
+                                       "CAP_SYS_TIME",
+                                       "CAP_SYS_TTY_CONFIG",
+                                       "CAP_MKNOD",
+                                       "CAP_LEASE",
+                                       "CAP_AUDIT_WRITE",
+                                       "CAP_AUDIT_CONTROL",
+                                       "CAP_SETFCAP",
+                                       "CAP_MAC_OVERRIDE",
+                                       "CAP_MAC_ADMIN",
+                                       "CAP_SYSLOG",
+                                       "CAP_WAKE_ALARM",
+                                       "CAP_BLOCK_SUSPEND",
+                                       "CAP_AUDIT_READ",
+                                       "CAP_PERFMON",
+                                       "CAP_BPF",
+                                       "CAP_CHECKPOINT_RESTORE"};
   uint64_t eff = 0;
   std::ifstream in("/proc/self/status");
   for (std::string line; std::getline(in, line);) {
@@ -81,7 +109,7 @@ json DefaultMounts() {
 // containerd's WithDefaultUnixDevices, after the default deny-all rule.
 json DefaultDevices() {
   json out = json::array({{{"allow", false}, {"access", "rwm"}}});
-  const std::pair<int, int> kChar[] = {{1, 3}, {1, 8}, {1, 7}, {5, 0}, {1, 5},
+  const std::pair<int, int> kChar[] = {{1, 3}, {1, 8}, {1, 7},    {5, 0}, {1, 5},
                                        {1, 9}, {5, 1}, {136, -1}, {5, 2}};
   for (auto [major, minor] : kChar) {
     json d = {{"allow", true}, {"type", "c"}, {"major", major}, {"access", "rwm"}};
@@ -133,8 +161,8 @@ Result<uint32_t> ParseId(std::string_view s, std::string_view user) {
   uint32_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || s.empty()) {
-    return Err(Code::kInvalidArgument, "image user " + Quote(user) +
-                                           ": only numeric uid[:gid] is supported, not names");
+    return Err(Code::kInvalidArgument,
+               "image user " + Quote(user) + ": only numeric uid[:gid] is supported, not names");
   }
   return v;
 }
@@ -359,8 +387,7 @@ Result<json> GenerateSpec(const SpecOptions& o) {
     proc["capabilities"] = {{"bounding", caps}, {"effective", caps}, {"permitted", caps}};
     spec["linux"].erase("maskedPaths");
     spec["linux"].erase("readonlyPaths");
-    spec["linux"]["resources"]["devices"] =
-        json::array({{{"allow", true}, {"access", "rwm"}}});
+    spec["linux"]["resources"]["devices"] = json::array({{{"allow", true}, {"access", "rwm"}}});
     for (auto& m : spec["mounts"]) {
       if (m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup") {
         std::vector<std::string> opts;

@@ -24,7 +24,7 @@
 namespace berth::cli {
 
 struct FifoPaths {
-  std::string stdin;   // "" when the process gets no stdin
+  std::string stdin;  // "" when the process gets no stdin
   std::string stdout;
   std::string stderr;  // "" with a terminal
   bool terminal = false;

@@ -9,11 +9,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/mounts.h"
@@ -106,12 +106,6 @@ struct Services {
   std::unique_ptr<grpc::ClientContext> Ctx(const std::string& lease = "") const {
     return client->NewContext(lease);
   }
-  // For calls that last as long as a process does (Wait): no deadline.
-  std::unique_ptr<grpc::ClientContext> LongCtx() const {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->AddMetadata(kNamespaceHeader, client->ns());
-    return ctx;
-  }
 };
 
 Result<std::unique_ptr<Services>> Connect(Cli& cli) {
@@ -158,7 +152,7 @@ Result<tapi::WaitResponse> Wait(const Services& s, const std::string& id,
   req.set_container_id(id);
   req.set_exec_id(exec_id);
   tapi::WaitResponse resp;
-  RETURN_IF_ERROR(FromGrpc(s.tasks->Wait(s.LongCtx().get(), req, &resp)));
+  RETURN_IF_ERROR(FromGrpc(s.tasks->Wait(s.Ctx().get(), req, &resp)));
   return resp;
 }
 
@@ -247,12 +241,9 @@ class TempLease {
 
 // The image's User as ids, read from its layers as containerd does: a read-only view of the
 // layer chain mounted on a private temporary directory for the time of the lookup.
-Result<std::pair<uint32_t, uint32_t>> ResolveUserInImage(const Services& s,
-                                                         const std::string& snapshotter,
-                                                         const std::string& chain,
-                                                         const std::string& lease,
-                                                         const std::string& id,
-                                                         const std::string& user) {
+Result<std::pair<uint32_t, uint32_t>> ResolveUserInImage(
+    const Services& s, const std::string& snapshotter, const std::string& chain,
+    const std::string& lease, const std::string& id, const std::string& user) {
   size_t colon = user.find(':');
   if (colon != std::string::npos && user.find_first_not_of("0123456789:") == std::string::npos &&
       colon > 0 && colon + 1 < user.size()) {
@@ -345,8 +336,10 @@ Status CreateContainer(Cli& cli, const Services& s, const RunFlags& f) {
     iapi::GetImageRequest get;
     get.set_name(f.ref);
     iapi::GetImageResponse image;
-    RETURN_IF_ERROR(FromGrpc(images->Get(s.Ctx().get(), get, &image)).Wrap("image " + Quote(f.ref)));
-    ASSIGN_OR_RETURN(ImageRootFs rootfs, ResolveRootFs(*s.client, image.image().target(), *platform));
+    RETURN_IF_ERROR(
+        FromGrpc(images->Get(s.Ctx().get(), get, &image)).Wrap("image " + Quote(f.ref)));
+    ASSIGN_OR_RETURN(ImageRootFs rootfs,
+                     ResolveRootFs(*s.client, image.image().target(), *platform));
     ASSIGN_OR_RETURN(json config, ReadImageConfig(*s.client, rootfs));
     so.image_config = config.contains("config") ? config["config"] : json::object();
     if (so.image_config.is_null()) so.image_config = json::object();
@@ -354,16 +347,14 @@ Status CreateContainer(Cli& cli, const Services& s, const RunFlags& f) {
     ASSIGN_OR_RETURN(TempLease l, TempLease::Create(s));
     lease.emplace(std::move(l));
     bool tty = ::isatty(STDERR_FILENO) == 1;
-    RETURN_IF_ERROR(Unpack(*s.client, rootfs, f.c.snapshotter, lease->id(),
-                           [&](size_t i, bool applied) {
-                             if (applied && tty) {
-                               std::fprintf(stderr, "unpacked layer %zu/%zu %s (%s)\n", i + 1,
-                                            rootfs.layers.size(),
-                                            rootfs.layers[i].digest().c_str(),
-                                            HumanSize(rootfs.layers[i].size()).c_str());
-                             }
-                           })
-                        .Wrap("unpack " + Quote(f.ref)));
+    RETURN_IF_ERROR(
+        Unpack(*s.client, rootfs, f.c.snapshotter, lease->id(), [&](size_t i, bool applied) {
+          if (applied && tty) {
+            std::fprintf(stderr, "unpacked layer %zu/%zu %s (%s)\n", i + 1, rootfs.layers.size(),
+                         rootfs.layers[i].digest().c_str(),
+                         HumanSize(rootfs.layers[i].size()).c_str());
+          }
+        }).Wrap("unpack " + Quote(f.ref)));
     sapi::PrepareSnapshotRequest prep;
     prep.set_snapshotter(f.c.snapshotter);
     prep.set_key(f.id);
@@ -385,9 +376,8 @@ Status CreateContainer(Cli& cli, const Services& s, const RunFlags& f) {
       }
     }
     std::string stop = "SIGTERM";
-    if (auto it = so.image_config.find("StopSignal"); it != so.image_config.end() &&
-                                                      it->is_string() &&
-                                                      !it->get<std::string>().empty()) {
+    if (auto it = so.image_config.find("StopSignal");
+        it != so.image_config.end() && it->is_string() && !it->get<std::string>().empty()) {
       stop = it->get<std::string>();
     }
     all_labels[kStopSignalLabel] = stop;
@@ -454,12 +444,11 @@ bool SpecTerminal(const capi::Container& c) {
          spec["process"].value("terminal", false);
 }
 
-// What run, start and exec share once the process exists: copy its stdio, start it, forward
-// signals (or the terminal size), wait for its exit and for its output. Returns the exit
-// status. `delete_process` runs after the output drained (ctr deletes after io.Wait).
-Result<uint32_t> StartAndWait(const Services& s, const std::string& id,
-                              const std::string& exec_id, const FifoPaths& fifos,
-                              IoCopier& io, bool interactive_tty) {
+// What run, start and exec share once the process exists: copy its stdio, start it, wait for
+// its exit (no deadline: contexts carry none) and for its output to drain, which is before
+// the caller deletes the process, as ctr's io.Wait before Delete. Returns the exit status.
+Result<uint32_t> StartAndWait(const Services& s, const std::string& id, const std::string& exec_id,
+                              const FifoPaths& fifos, IoCopier& io, bool interactive_tty) {
   std::optional<RawTerminal> raw;
   if (interactive_tty) raw.emplace();
   io.Start();
@@ -518,8 +507,8 @@ struct SignalProxy {
 
 // The task of container `c` started and waited for (foreground) or just started (detach);
 // `rm` removes the container afterwards. Returns the exit code for the CLI.
-int RunTask(Cli& cli, SignalProxy& proxy, const Services& s, const capi::Container& c,
-            bool detach, bool rm, const std::string& fifo_dir) {
+int RunTask(Cli& cli, SignalProxy& proxy, const Services& s, const capi::Container& c, bool detach,
+            bool rm, const std::string& fifo_dir) {
   bool tty = SpecTerminal(c);
   auto cleanup_container = [&] {
     if (!rm) return;
@@ -570,7 +559,8 @@ int RunTask(Cli& cli, SignalProxy& proxy, const Services& s, const capi::Contain
 }
 
 int RunRun(Cli& cli, RunFlags& f, bool create_only) {
-  if (f.rm && f.detach) return ReportError(InvalidArgument("--rm and --detach cannot be used together"));
+  if (f.rm && f.detach)
+    return ReportError(InvalidArgument("--rm and --detach cannot be used together"));
   SignalProxy proxy;
   auto s = Connect(cli);
   if (!s) return ReportError(s.error());
@@ -622,7 +612,8 @@ int RunExec(Cli& cli, ExecFlags& f) {
   proc["terminal"] = f.tty;
   if (!f.cwd.empty()) proc["cwd"] = f.cwd;
   std::vector<std::string> env;
-  if (proc.contains("env") && proc["env"].is_array()) env = proc["env"].get<std::vector<std::string>>();
+  if (proc.contains("env") && proc["env"].is_array())
+    env = proc["env"].get<std::vector<std::string>>();
   env = MergeEnv(env, f.env);
   if (f.tty) env = MergeEnv(env, {"TERM=xterm"});
   proc["env"] = env;
@@ -756,7 +747,8 @@ int RunList(Cli& cli, bool quiet) {
     std::string status = StatusName(t.status());
     if (t.status() == ttypes::STOPPED) {
       std::string age = AgeOf(t.exited_at());
-      if (!age.empty()) age[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(age[0])));
+      if (!age.empty())
+        age[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(age[0])));
       status += " (exit " + std::to_string(t.exit_status()) + ", " + age + " ago)";
     }
     table.AddRow({name(t), std::to_string(t.pid()), status});
@@ -889,12 +881,14 @@ void AddContainerFlags(CLI::App* cmd, ContainerFlags& c) {
       ->allow_extra_args(false);
   cmd->add_option("--cwd", c.cwd, "working directory of the process");
   cmd->add_flag("-t,--tty", c.tty, "give the process a terminal");
-  cmd->add_flag("--rootfs", c.rootfs, "the first argument is a root filesystem directory, not an image");
+  cmd->add_flag("--rootfs", c.rootfs,
+                "the first argument is a root filesystem directory, not an image");
   cmd->add_option("--runtime", c.runtime, "runtime (shim) name")->capture_default_str();
   cmd->add_option("--snapshotter", c.snapshotter, "snapshotter for the image's rootfs")
       ->envname("BERTH_SNAPSHOTTER")
       ->capture_default_str();
-  cmd->add_option("--platform", c.platform, "image platform os/arch[/variant] (default: this host)");
+  cmd->add_option("--platform", c.platform,
+                  "image platform os/arch[/variant] (default: this host)");
   cmd->add_option("--mount", c.mounts,
                   "extra mount, e.g. type=bind,src=/host,dst=/ctr,options=rbind:ro (repeatable)")
       ->allow_extra_args(false);
@@ -984,7 +978,8 @@ void AddTasksCommands(CLI::App& app, Cli& cli) {
   };
   auto common = std::make_shared<Common>();
   auto add_kill = [&](CLI::App* parent) {
-    auto* kill = parent->add_subcommand("kill", "send a signal to tasks (default: the image's stop signal, else SIGTERM)");
+    auto* kill = parent->add_subcommand(
+        "kill", "send a signal to tasks (default: the image's stop signal, else SIGTERM)");
     kill->add_option("-s,--signal", common->signal, "signal name or number");
     kill->add_flag("-a,--all", common->all, "signal every process of the task");
     kill->add_option("--exec-id", common->exec_id, "signal this exec process instead");

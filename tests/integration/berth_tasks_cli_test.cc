@@ -81,20 +81,19 @@ class BerthTasksCliTest : public DaemonTest {
   // into the test's namespace (not unpacked: `berth run` unpacks it).
   void ImportImage(const std::string& tag = kImage, const std::string& user = "") {
     std::string layer_tar = tmp_ + "/layer.tar";
-    RunResult t = berth::testing::Run({"tar", "-C", rootfs_, "--owner=0", "--group=0",
-                                       "--numeric-owner", "-cf", layer_tar, "."});
+    RunResult t = berth::testing::Run(
+        {"tar", "-C", rootfs_, "--owner=0", "--group=0", "--numeric-owner", "-cf", layer_tar, "."});
     ASSERT_EQ(t.exit_code, 0) << t.err;
     std::string layer = ReadFileBytes(layer_tar);
     OciLayoutBuilder b(tmp_ + "/layout");
     Descriptor blob = b.AddBlob("application/vnd.oci.image.layer.v1.tar+gzip", Gzip(layer, 1));
-    nlohmann::json config = {
-        {"architecture", "amd64"},
-        {"os", "linux"},
-        {"config",
-         {{"Env", {"PATH=/bin", "GREETING=hello"}},
-          {"WorkingDir", "/tmp"},
-          {"Cmd", {"/bin/sh", "-c", "echo $GREETING from $(pwd)"}}}},
-        {"rootfs", {{"type", "layers"}, {"diff_ids", {Sha256Digest(layer)}}}}};
+    nlohmann::json config = {{"architecture", "amd64"},
+                             {"os", "linux"},
+                             {"config",
+                              {{"Env", {"PATH=/bin", "GREETING=hello"}},
+                               {"WorkingDir", "/tmp"},
+                               {"Cmd", {"/bin/sh", "-c", "echo $GREETING from $(pwd)"}}}},
+                             {"rootfs", {{"type", "layers"}, {"diff_ids", {Sha256Digest(layer)}}}}};
     if (!user.empty()) config["config"]["User"] = user;
     Descriptor cfg = b.AddBlob("application/vnd.oci.image.config.v1+json", config.dump());
     auto desc = [](const Descriptor& d) {
@@ -114,8 +113,7 @@ class BerthTasksCliTest : public DaemonTest {
   }
 
   std::vector<std::string> BerthArgv(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {BinaryPath("berth"), "--address", socket_, "--namespace",
-                                     ns_};
+    std::vector<std::string> argv = {BinaryPath("berth"), "--address", socket_, "--namespace", ns_};
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
   }
@@ -384,7 +382,8 @@ TEST_F(BerthTasksCliTest, DetachedLifecycle) {
 }
 
 TEST_F(BerthTasksCliTest, KillAllAndTasksRmKeepsContainer) {
-  ASSERT_EQ(B(RunRootfs({"-d"}, "k", {"/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"})).exit_code, 0);
+  ASSERT_EQ(
+      B(RunRootfs({"-d"}, "k", {"/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"})).exit_code, 0);
   ASSERT_TRUE(WaitStatus("k", "RUNNING"));
   for (int i = 0; i < 50 && Lines(B({"ps", "k"}).out).size() < 4; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -401,7 +400,8 @@ TEST_F(BerthTasksCliTest, KillAllAndTasksRmKeepsContainer) {
 }
 
 TEST_F(BerthTasksCliTest, AttachReopensTheTasksFifos) {
-  ASSERT_EQ(B(RunRootfs({"-d"}, "att", {"/bin/sh", "-c", "echo early; read line; echo got $line; exit 4"}))
+  ASSERT_EQ(B(RunRootfs({"-d"}, "att",
+                        {"/bin/sh", "-c", "echo early; read line; echo got $line; exit 4"}))
                 .exit_code,
             0);
   ASSERT_TRUE(WaitStatus("att", "RUNNING"));
@@ -416,10 +416,10 @@ TEST_F(BerthTasksCliTest, AttachReopensTheTasksFifos) {
 TEST_F(BerthTasksCliTest, SignalsAreForwarded) {
   // timeout(1) sends SIGTERM to berth after 2 s; berth passes it on; the shell's trap answers.
   std::vector<std::string> argv = {"timeout", "--preserve-status", "-s", "TERM", "3"};
-  for (const auto& a : BerthArgv(RunRootfs(
-           {"--rm"}, "sig",
-           {"/bin/sh", "-c", "trap 'echo got-term; exit 9' TERM; echo ready; "
-                             "while true; do sleep 0.1; done"}))) {
+  for (const auto& a : BerthArgv(RunRootfs({"--rm"}, "sig",
+                                           {"/bin/sh", "-c",
+                                            "trap 'echo got-term; exit 9' TERM; echo ready; "
+                                            "while true; do sleep 0.1; done"}))) {
     argv.push_back(a);
   }
   RunResult r = berth::testing::Run(argv);
@@ -432,7 +432,8 @@ TEST_F(BerthTasksCliTest, TerminalThroughScript) {
   if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "needs script(1)";
   std::string cmd = ShellJoin(BerthArgv(RunRootfs(
       {"--rm", "-t"}, "tty1", {"/bin/sh", "-c", "tty; echo TERM=$TERM; stty size; exit 5"})));
-  RunResult r = berth::testing::Run({"script", "-qefc", "stty cols 91 rows 33; " + cmd, "/dev/null"});
+  RunResult r =
+      berth::testing::Run({"script", "-qefc", "stty cols 91 rows 33; " + cmd, "/dev/null"});
   EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
   EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("TERM=xterm"), std::string::npos) << r.out;
@@ -492,7 +493,8 @@ TEST_F(BerthTasksCliTest, SameCommandsOnTheBerthShim) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 
   if (::access("/usr/bin/script", X_OK) == 0) {
-    std::string cmd = ShellJoin(BerthArgv(RunRootfs({"--rm", "-t"}, "b5", {"/bin/sh", "-c", "tty; exit 5"})));
+    std::string cmd =
+        ShellJoin(BerthArgv(RunRootfs({"--rm", "-t"}, "b5", {"/bin/sh", "-c", "tty; exit 5"})));
     r = berth::testing::Run({"script", "-qefc", cmd, "/dev/null"});
     EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
     EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
