@@ -82,5 +82,7 @@ void AddImagesMountCommands(CLI::App& images_group, Cli& cli);
 void AddSnapshotsCommands(CLI::App& app, Cli& cli);
 void AddContainersCommands(CLI::App& app, Cli& cli);
 void AddEventsCommand(CLI::App& app, Cli& cli);
+// run, create, start, exec, attach, kill, ps, pause, resume, rm, and the `tasks` group.
+void AddTasksCommands(CLI::App& app, Cli& cli);
 
 }  // namespace berth::cli

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   berth::cli::AddLeasesCommands(app, cli);
   berth::cli::AddSnapshotsCommands(app, cli);
   berth::cli::AddEventsCommand(app, cli);
+  berth::cli::AddTasksCommands(app, cli);
   CLI11_PARSE(app, argc, argv);
 
   try {

@@ -318,6 +318,10 @@ Result<ImageRootFs> ResolveRootFs(const Client& client, const Descriptor& target
   return out;
 }
 
+Result<json> ReadImageConfig(const Client& client, const ImageRootFs& rootfs) {
+  return ReadJson(client, rootfs.config, "image config");
+}
+
 Status Unpack(const Client& client, const ImageRootFs& rootfs, const std::string& snapshotter,
               const std::string& lease, const UnpackProgress& progress) {
   auto snaps = sapi::Snapshots::NewStub(client.channel());

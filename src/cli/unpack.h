@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,10 @@ struct ImageRootFs {
 // types we cannot read (Docker schema 1).
 Result<ImageRootFs> ResolveRootFs(const Client& client, const containerd::types::Descriptor& target,
                                   const Platform& platform);
+
+// The image config document of `rootfs` (its "config" object holds Env, Cmd, Entrypoint,
+// WorkingDir, User, Labels, StopSignal), read and verified against its digest.
+Result<nlohmann::json> ReadImageConfig(const Client& client, const ImageRootFs& rootfs);
 
 // Called after each layer: its index, whether it had to be unpacked (false: it was there).
 using UnpackProgress = std::function<void(size_t index, bool applied)>;
