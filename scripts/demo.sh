@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, starts berthd with default paths (/var/lib/berth,
-# /run/berth/berthd.sock) and shows it serving through the real `ctr` and our `berth`.
+# /run/berth/berthd.sock) and shows it serving through the real `ctr` and our `berth`:
+# namespaces, then containers run by our shim from a busybox-static root filesystem.
 # berthd keeps running afterwards; stop it with: kill $(cat /run/berth/berthd.pid)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,3 +25,16 @@ ctr --address "$SOCK" namespaces create demo owner=berth
 ctr --address "$SOCK" namespaces ls
 "$BUILD_DIR/bin/berth" --address "$SOCK" namespaces ls
 ctr --address "$SOCK" namespaces rm demo
+set +x
+
+# Containers: a busybox-static root filesystem, run by our shim (containerd-shim-berth-v2,
+# berthd's default for io.containerd.runc.v2) through both the real ctr and our berth CLI.
+ROOTFS=$(mktemp -d /tmp/berth-demo-rootfs.XXXXXX)
+trap 'rm -rf "$ROOTFS"' EXIT
+mkdir -p "$ROOTFS"/{bin,proc,sys,dev,tmp,etc}
+cp /bin/busybox "$ROOTFS/bin/busybox"
+for applet in sh echo cat uname sleep; do ln -s busybox "$ROOTFS/bin/$applet"; done
+set -x
+ctr --address "$SOCK" run --rm --rootfs "$ROOTFS" demo-ctr /bin/echo "hello from ctr on berthd"
+"$BUILD_DIR/bin/berth" --address "$SOCK" run --rm --rootfs "$ROOTFS" demo-berth \
+  /bin/sh -c 'echo "hello from berth run: $(uname -s)"; exit 3' || echo "exit code $?"
