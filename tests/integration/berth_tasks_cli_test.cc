@@ -22,62 +22,8 @@ namespace fs = std::filesystem;
 
 constexpr char kImage[] = "example.com/berth/busybox:run";
 
-class BerthTasksCliTest : public DaemonTest {
+class BerthTasksCliTest : public TasksTest {
  protected:
-  void SetUp() override {
-    if (::access("/usr/bin/containerd-shim-runc-v2", X_OK) != 0 ||
-        ::access("/bin/busybox", X_OK) != 0) {
-      GTEST_SKIP() << "needs containerd-shim-runc-v2 and busybox-static";
-    }
-    DaemonTest::SetUp();
-    if (HasFatalFailure()) return;
-    ns_ = "btasks-" + std::to_string(::getpid()) + "-" +
-          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
-    rootfs_ = tmp_ + "/busybox";
-    runc_root_ = tmp_ + "/runc";
-    BuildBusybox(rootfs_);
-  }
-
-  void TearDown() override {
-    if (!tmp_.empty() && daemon_pid_ >= 0) {
-      RunResult ls = Ctr({"tasks", "ls", "-q"}, ns_);
-      for (const auto& id : Lines(ls.out)) {
-        Ctr({"tasks", "kill", "-a", "-s", "SIGKILL", id}, ns_);
-        for (int i = 0; i < 50 && TaskStatus(id) != "STOPPED"; ++i) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-        Ctr({"tasks", "delete", "-f", id}, ns_);
-      }
-      RunResult cs = Ctr({"containers", "ls", "-q"}, ns_);
-      for (const auto& id : Lines(cs.out)) Ctr({"containers", "rm", id}, ns_);
-    }
-    if (!tmp_.empty()) UnmountUnder(tmp_);
-    DaemonTest::TearDown();
-    std::error_code ec;
-    for (const auto& ctl : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-      fs::path dir = ctl.path() / ns_;
-      if (!ns_.empty() && fs::is_directory(dir, ec)) ::rmdir(dir.c_str());
-    }
-    if (!ns_.empty()) ::rmdir(("/sys/fs/cgroup/" + ns_).c_str());
-  }
-
-  static std::map<std::string, std::string> BusyboxTree(const std::string& dir) {
-    fs::create_directories(dir + "/bin");
-    for (const char* d : {"proc", "sys", "dev", "tmp", "etc", "run"}) {
-      fs::create_directories(dir + "/" + d);
-    }
-    fs::copy_file("/bin/busybox", dir + "/bin/busybox");
-    ::chmod((dir + "/bin/busybox").c_str(), 0755);
-    RunResult list = berth::testing::Run({"/bin/busybox", "--list"});
-    for (const auto& applet : Lines(list.out)) {
-      if (applet.empty() || applet == "busybox") continue;
-      std::error_code ec;
-      fs::create_symlink("busybox", dir + "/bin/" + applet, ec);
-    }
-    return {};
-  }
-  static void BuildBusybox(const std::string& dir) { BusyboxTree(dir); }
-
   // An OCI image of the busybox tree whose config sets Env, WorkingDir and Cmd, imported
   // into the test's namespace (not unpacked: `berth run` unpacks it).
   void ImportImage(const std::string& tag = kImage, const std::string& user = "") {
@@ -132,21 +78,13 @@ class BerthTasksCliTest : public DaemonTest {
     return a;
   }
 
-  // The STATUS column of `berth tasks ls` for `id` ("" if not listed).
-  std::string TaskStatus(const std::string& id) {
-    RunResult r = B({"tasks", "ls"});
-    for (const auto& line : Lines(r.out)) {
+  // The STATUS column of `berth tasks ls` for `id` ("" if not listed): our CLI's table.
+  std::string TaskStatus(const std::string& id) override {
+    for (const auto& line : Lines(B({"tasks", "ls"}).out)) {
       auto cells = Cells(line);
       if (cells.size() >= 3 && cells[0] == id) return cells[2];
     }
     return "";
-  }
-  bool WaitStatus(const std::string& id, const std::string& want, int seconds = 10) {
-    for (int i = 0; i < seconds * 10; ++i) {
-      if (TaskStatus(id) == want) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
   }
   // Shell-quoted, for script(1)'s -c.
   static std::string ShellJoin(const std::vector<std::string>& argv) {
@@ -159,7 +97,6 @@ class BerthTasksCliTest : public DaemonTest {
     return out;
   }
 
-  std::string ns_, rootfs_, runc_root_;
   std::string runtime_;  // --runtime for RunRootfs ("" = berth's default: io.containerd.runc.v2, our shim)
 };
 
@@ -453,6 +390,9 @@ TEST_F(BerthTasksCliTest, TerminalThroughScript) {
 // The CLI does not care which shim serves the task: the same commands through the real
 // containerd-shim-runc-v2 ([runtimes."io.containerd.runc.v2"] binary in berthd's config).
 TEST_F(BerthTasksCliTest, SameCommandsOnTheRuncShim) {
+  if (::access("/usr/bin/containerd-shim-runc-v2", X_OK) != 0) {
+    GTEST_SKIP() << "needs containerd-shim-runc-v2";
+  }
   ASSERT_EQ(StopDaemon(), 0);
   ASSERT_TRUE(WriteFileBytes(tmp_ + "/config.toml",
                              "version = 1\n[runtimes.\"io.containerd.runc.v2\"]\n"

@@ -33,7 +33,7 @@ namespace fs = std::filesystem;
 constexpr char kRuncShim[] = "/usr/bin/containerd-shim-runc-v2";
 
 // The parameter: "berth" (default runtime, our shim) or "runc" (the real runc shim via config).
-class CtrTasksTest : public DaemonTest, public ::testing::WithParamInterface<std::string> {
+class CtrTasksTest : public TasksTest, public ::testing::WithParamInterface<std::string> {
  protected:
   bool runc_shim() const { return GetParam() == "runc"; }
   std::string shim_name() const {
@@ -50,43 +50,18 @@ class CtrTasksTest : public DaemonTest, public ::testing::WithParamInterface<std
   }
 
   void SetUp() override {
-    if (::access(kRuncShim, X_OK) != 0 || ::access("/bin/busybox", X_OK) != 0) {
-      GTEST_SKIP() << "needs containerd-shim-runc-v2 and busybox-static";
-    }
-    DaemonTest::SetUp();
-    if (HasFatalFailure()) return;
+    if (::access(kRuncShim, X_OK) != 0) GTEST_SKIP() << "needs containerd-shim-runc-v2";
+    TasksTest::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
     if (runc_shim()) {
       ASSERT_EQ(StopDaemon(), 0);
       ASSERT_TRUE(WriteFileBytes(tmp_ + "/config.toml", runtime_config()));
       ASSERT_TRUE(StartDaemon());
     }
-    ns_ = "tasks-" + std::to_string(::getpid()) + "-" +
-          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
-    rootfs_ = tmp_ + "/busybox";
-    runc_root_ = tmp_ + "/runc";
-    BuildBusybox(rootfs_);
   }
 
   void TearDown() override {
-    if (!tmp_.empty() && daemon_pid_ >= 0) {
-      // Kill and delete whatever a failed test left running.
-      RunResult ls = Ctr({"tasks", "ls", "-q"}, ns_);
-      for (const auto& id : Lines(ls.out)) {
-        Ctr({"tasks", "kill", "-s", "SIGKILL", id}, ns_);
-        WaitStatus(id, "STOPPED", 10);
-        Ctr({"tasks", "delete", "-f", id}, ns_);
-      }
-      RunResult cs = Ctr({"containers", "ls", "-q"}, ns_);
-      for (const auto& id : Lines(cs.out)) Ctr({"containers", "rm", id}, ns_);
-    }
-    if (!tmp_.empty()) UnmountUnder(tmp_);
-    DaemonTest::TearDown();
-    // runc removes /<ns>/<id> but leaves the namespace's cgroup parent (as under containerd).
-    std::error_code ec;
-    for (const auto& ctl : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-      fs::path dir = ctl.path() / ns_;
-      if (!ns_.empty() && fs::is_directory(dir, ec)) ::rmdir(dir.c_str());
-    }
+    TasksTest::TearDown();
     // A SIGKILLed shim leaves its socket under /run/containerd/s.
     for (const auto& sock : killed_shim_sockets_) ::unlink(sock.c_str());
   }
@@ -137,19 +112,6 @@ class CtrTasksTest : public DaemonTest, public ::testing::WithParamInterface<std
 
   std::vector<std::string> killed_shim_sockets_;
 
-  static void BuildBusybox(const std::string& dir) {
-    fs::create_directories(dir + "/bin");
-    for (const char* d : {"proc", "sys", "dev", "tmp", "etc"}) fs::create_directories(dir + "/" + d);
-    fs::copy_file("/bin/busybox", dir + "/bin/busybox");
-    ::chmod((dir + "/bin/busybox").c_str(), 0755);
-    RunResult list = berth::testing::Run({"/bin/busybox", "--list"});
-    for (const auto& applet : Lines(list.out)) {
-      if (applet.empty() || applet == "busybox") continue;
-      std::error_code ec;
-      fs::create_symlink("busybox", dir + "/bin/" + applet, ec);
-    }
-  }
-
   std::vector<std::string> RunArgs(const std::vector<std::string>& tail, bool detach,
                                    bool rm = false) {
     std::vector<std::string> a = {"run"};
@@ -199,26 +161,6 @@ class CtrTasksTest : public DaemonTest, public ::testing::WithParamInterface<std
     r.out = out;
     return r;
   }
-
-  // The STATUS column of `ctr tasks ls` for `id` ("" if not listed).
-  std::string Status(const std::string& id) {
-    RunResult r = Ctr({"tasks", "ls"}, ns_);
-    for (const auto& line : Lines(r.out)) {
-      auto cells = Cells(line);
-      if (cells.size() >= 3 && cells[0] == id) return cells[2];
-    }
-    return "";
-  }
-
-  bool WaitStatus(const std::string& id, const std::string& want, int seconds) {
-    for (int i = 0; i < seconds * 10; ++i) {
-      if (Status(id) == want) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
-  }
-
-  std::string ns_, rootfs_, runc_root_;
 };
 
 TEST_P(CtrTasksTest, RunRmEchoHi) {
@@ -252,7 +194,7 @@ TEST_P(CtrTasksTest, TaskNotFoundAndDuplicate) {
 TEST_P(CtrTasksTest, DetachedLifecycle) {
   RunResult r = Ctr(RunArgs({"life", "/bin/sleep", "1000"}, true), ns_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(Status("life"), "RUNNING");
+  EXPECT_EQ(TaskStatus("life"), "RUNNING");
 
   r = Ctr({"tasks", "exec", "--exec-id", "e1", "life", "/bin/sh", "-c", "echo from-exec; exit 3"}, ns_);
   EXPECT_EQ(r.exit_code, 3) << r.err;
@@ -267,9 +209,9 @@ TEST_P(CtrTasksTest, DetachedLifecycle) {
   EXPECT_NE(r.out.find("life"), std::string::npos) << r.out;
 
   ASSERT_EQ(Ctr({"tasks", "pause", "life"}, ns_).exit_code, 0);
-  EXPECT_EQ(Status("life"), "PAUSED");
+  EXPECT_EQ(TaskStatus("life"), "PAUSED");
   ASSERT_EQ(Ctr({"tasks", "resume", "life"}, ns_).exit_code, 0);
-  EXPECT_EQ(Status("life"), "RUNNING");
+  EXPECT_EQ(TaskStatus("life"), "RUNNING");
 
   // Deleting a running task is refused by the shim.
   EXPECT_NE(Ctr({"tasks", "delete", "life"}, ns_).exit_code, 0);
@@ -298,8 +240,8 @@ TEST_P(CtrTasksTest, ShimsSurviveDaemonCrash) {
   std::vector<std::string> listed = Lines(ls.out);
   std::sort(listed.begin(), listed.end());
   EXPECT_EQ(listed, (std::vector<std::string>{"c1", "c2", "c3", "c4", "c5", "c6"}));
-  for (const auto& id : ids) EXPECT_EQ(Status(id), "RUNNING") << id;
-  EXPECT_EQ(Status("c6"), "STOPPED");
+  for (const auto& id : ids) EXPECT_EQ(TaskStatus(id), "RUNNING") << id;
+  EXPECT_EQ(TaskStatus("c6"), "STOPPED");
   RunResult r = Ctr({"tasks", "delete", "c6"}, ns_);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("exit code 5"), std::string::npos) << r.err;
@@ -432,7 +374,7 @@ TEST_P(CtrTasksTest, RunImage) {
   r = run({"-d"}, {"i3", "sleep", "1000"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Ctr({"tasks", "ls", "-q"}, ns_).out, "i3\n");
-  EXPECT_EQ(Status("i3"), "RUNNING");
+  EXPECT_EQ(TaskStatus("i3"), "RUNNING");
   r = CtrTty("tasks exec -t --exec-id t1 i3 sh -c 'tty; echo tty-ok; exit 6'");
   EXPECT_EQ(r.exit_code, 6) << r.out << r.err;
   EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
@@ -535,7 +477,7 @@ TEST_P(CtrTasksTest, WaitIsEventDriven) {
   ASSERT_TRUE(ws[0]->done);
   EXPECT_EQ(ws[0]->status.error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(ws[0]->end - c0).count(), 500);
-  EXPECT_EQ(Status("w0"), "RUNNING");
+  EXPECT_EQ(TaskStatus("w0"), "RUNNING");
 
   for (int i = 0; i < kContainers; ++i) {
     EXPECT_EQ(Ctr({"tasks", "kill", "-s", "SIGKILL", "w" + std::to_string(i)}, ns_).exit_code, 0);
@@ -586,7 +528,7 @@ TEST_P(CtrTasksTest, HungShimsRecoverInParallel) {
   std::cerr << "restart with 3 hung shims took " << secs << " s\n";
   EXPECT_LT(secs, 8.0) << "sequential probing would take >= 15 s";
   EXPECT_EQ(Ctr({"tasks", "ls", "-q"}, ns_).out, "ok\n");
-  EXPECT_EQ(Status("ok"), "RUNNING");
+  EXPECT_EQ(TaskStatus("ok"), "RUNNING");
   for (const auto& id : hung) EXPECT_FALSE(fs::exists(tdir + "/" + id)) << id;
   for (const char* leftover : {"/half", "/half2", "/.gone"}) EXPECT_FALSE(fs::exists(tdir + leftover)) << leftover;
   for (const char* leftover : {"/half", "/orphan"}) EXPECT_FALSE(fs::exists(wdir + leftover)) << leftover;
@@ -621,7 +563,7 @@ TEST_P(CtrTasksTest, StopWithPendingWaitIsPrompt) {
   waiter.join();
   EXPECT_FALSE(status.ok());
   ASSERT_TRUE(StartDaemon());
-  EXPECT_EQ(Status("pw"), "RUNNING");
+  EXPECT_EQ(TaskStatus("pw"), "RUNNING");
 }
 
 INSTANTIATE_TEST_SUITE_P(Shims, CtrTasksTest, ::testing::Values("berth", "runc"),

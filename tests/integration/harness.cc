@@ -900,4 +900,71 @@ std::string DiffTrees(const std::map<std::string, TreeEntry>& a, const std::stri
   return o.str();
 }
 
+void BuildBusyboxRootfs(const std::string& dir) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir + "/bin");
+  for (const char* d : {"proc", "sys", "dev", "tmp", "etc", "run"}) {
+    fs::create_directories(dir + "/" + d);
+  }
+  fs::copy_file("/bin/busybox", dir + "/bin/busybox", fs::copy_options::overwrite_existing);
+  ::chmod((dir + "/bin/busybox").c_str(), 0755);
+  RunResult list = Run({"/bin/busybox", "--list"});
+  for (const auto& applet : Lines(list.out)) {
+    if (applet.empty() || applet == "busybox") continue;
+    std::error_code ec;
+    fs::create_symlink("busybox", dir + "/bin/" + applet, ec);
+  }
+}
+
+void TasksTest::SetUp() {
+  if (::access("/bin/busybox", X_OK) != 0) GTEST_SKIP() << "needs busybox-static";
+  DaemonTest::SetUp();
+  if (HasFatalFailure() || IsSkipped()) return;
+  static int counter = 0;
+  ns_ = "tasks-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  rootfs_ = tmp_ + "/busybox";
+  runc_root_ = tmp_ + "/runc";
+  BuildBusyboxRootfs(rootfs_);
+}
+
+void TasksTest::TearDown() {
+  namespace fs = std::filesystem;
+  if (!tmp_.empty() && daemon_pid_ >= 0 && !ns_.empty()) {
+    for (const auto& id : Lines(Ctr({"tasks", "ls", "-q"}, ns_).out)) {
+      Ctr({"tasks", "kill", "-a", "-s", "SIGKILL", id}, ns_);
+      WaitStatus(id, "STOPPED", 5);
+      Ctr({"tasks", "delete", "-f", id}, ns_);
+    }
+    for (const auto& id : Lines(Ctr({"containers", "ls", "-q"}, ns_).out)) {
+      Ctr({"containers", "rm", id}, ns_);
+    }
+  }
+  if (!tmp_.empty()) UnmountUnder(tmp_);
+  DaemonTest::TearDown();
+  // runc removes /<ns>/<id> but leaves the namespace's cgroup parent (as under containerd).
+  if (ns_.empty()) return;
+  std::error_code ec;
+  for (const auto& ctl : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+    fs::path dir = ctl.path() / ns_;
+    if (fs::is_directory(dir, ec)) ::rmdir(dir.c_str());
+  }
+  ::rmdir(("/sys/fs/cgroup/" + ns_).c_str());
+}
+
+std::string TasksTest::TaskStatus(const std::string& id) {
+  for (const auto& line : Lines(Ctr({"tasks", "ls"}, ns_).out)) {
+    auto cells = Cells(line);
+    if (cells.size() >= 3 && cells[0] == id) return cells[2];
+  }
+  return "";
+}
+
+bool TasksTest::WaitStatus(const std::string& id, const std::string& want, int seconds) {
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (TaskStatus(id) == want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 }  // namespace berth::testing

@@ -235,4 +235,27 @@ class DaemonTest : public ::testing::Test {
   pid_t daemon_pid_ = -1;
 };
 
+// A busybox-static root filesystem under `dir`: /bin/busybox, a symlink per applet, and the
+// empty directories runc mounts over (proc sys dev tmp etc run).
+void BuildBusyboxRootfs(const std::string& dir);
+
+// A DaemonTest for running containers: a unique namespace (so cgroups never collide), a
+// busybox-static rootfs and a runc root under the temp dir. Skips without /bin/busybox.
+// TearDown kills and deletes whatever tasks and containers a test left, unmounts what is
+// under the temp dir, and removes the namespace's cgroup parents runc leaves behind.
+class TasksTest : public DaemonTest {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // The STATUS column of the task list for `id` ("" if not listed); `ctr tasks ls` by default.
+  virtual std::string TaskStatus(const std::string& id);
+  // Polls TaskStatus until it is `want`, at most `seconds`.
+  bool WaitStatus(const std::string& id, const std::string& want, int seconds = 10);
+
+  std::string ns_;         // unique per test
+  std::string rootfs_;     // tmp_/busybox
+  std::string runc_root_;  // tmp_/runc, for --runc-root
+};
+
 }  // namespace berth::testing
