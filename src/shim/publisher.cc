@@ -24,7 +24,7 @@ Publisher::~Publisher() {
   });
 }
 
-void Publisher::Publish(const std::string& topic, const google::protobuf::Message& event) {
+void Publisher::Publish(const std::string& topic, const google::protobuf::MessageLite& event) {
   if (address_.empty()) return;
   containerd::services::events::ttrpc::v1::ForwardRequest req;
   auto* env = req.mutable_envelope();
@@ -34,7 +34,7 @@ void Publisher::Publish(const std::string& topic, const google::protobuf::Messag
   env->mutable_timestamp()->set_nanos(static_cast<int32_t>(ns % 1000000000));
   env->set_namespace_(ns_);
   env->set_topic(topic);
-  env->mutable_event()->set_type_url(event.GetDescriptor()->full_name());
+  env->mutable_event()->set_type_url(event.GetTypeName());
   event.SerializeToString(env->mutable_event()->mutable_value());
   std::string payload;
   req.SerializeToString(&payload);

@@ -7,7 +7,7 @@
 // unreachable (restarting) we redial once a second and the queue waits.
 #pragma once
 
-#include <google/protobuf/message.h>
+#include <google/protobuf/message_lite.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -29,7 +29,7 @@ class Publisher {
 
   // Queues `event` for `topic` (e.g. "/tasks/exit"). Thread-safe. The Any type_url is the
   // message's full name ("containerd.events.TaskExit"), as containerd's typeurl registers it.
-  void Publish(const std::string& topic, const google::protobuf::Message& event);
+  void Publish(const std::string& topic, const google::protobuf::MessageLite& event);
   // Waits until the queue is empty (or `timeout`). Not on the loop thread.
   bool Flush(std::chrono::milliseconds timeout);
   // True when nothing waits to be delivered. Thread-safe.

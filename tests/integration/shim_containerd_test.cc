@@ -1,10 +1,12 @@
 // containerd-shim-berth-v2 under the real containerd 1.6: `ctr run --runtime
 // io.containerd.berth.v2` with a busybox rootfs directory. Each test gets its own containerd
-// (temp root/state), its own containerd namespace (so the shim's runtime state under
-// /run/berth/runc/<ns> is private), and cleans up every task, container and dir it made.
+// (temp root/state) whose environment carries BERTH_SHIM_RUN_DIR=<temp>/shimrun, so the shim's
+// sockets and runtime state stay in the test's temp dir (nothing under /run/berth), its own
+// containerd namespace, and cleans up every task, container and dir it made.
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -40,6 +42,9 @@ class ShimContainerdTest : public ::testing::Test {
     }
     std::string shim = BERTH_SHIM_PATH;
     opts_.env["PATH"] = fs::path(shim).parent_path().string() + ":" + std::getenv("PATH");
+    run_dir_ = tmp_ + "/shimrun";
+    opts_.env["BERTH_SHIM_RUN_DIR"] = run_dir_;
+    system_sockets_before_ = SystemSockets();
     ASSERT_TRUE(daemon_.Start(tmp_ + "/containerd", opts_));
   }
 
@@ -55,9 +60,27 @@ class ShimContainerdTest : public ::testing::Test {
       Ctr({"containers", "delete", id});
     }
     daemon_.Stop();
+    // The shim kept to BERTH_SHIM_RUN_DIR: no socket or runtime state under /run/berth.
+    EXPECT_FALSE(fs::exists("/run/berth/runc/" + ns_));
+    EXPECT_EQ(SystemSockets(), system_sockets_before_);
+    // Every shim removed its socket when it exited.
     std::error_code ec;
-    fs::remove_all("/run/berth/runc/" + ns_, ec);
+    if (fs::exists(run_dir_ + "/s")) {
+      for (int i = 0; i < 50 && !fs::is_empty(run_dir_ + "/s", ec); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      EXPECT_TRUE(fs::is_empty(run_dir_ + "/s", ec)) << "shim sockets left in " << run_dir_;
+    }
     fs::remove_all(tmp_, ec);
+  }
+
+  // The entries of the system default socket dir (/run/berth/s), to show we added none.
+  static std::vector<std::string> SystemSockets() {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/run/berth/s", ec)) out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
   }
 
   RunResult Ctr(const std::vector<std::string>& args, int timeout_s = 60) {
@@ -89,7 +112,8 @@ class ShimContainerdTest : public ::testing::Test {
     return false;
   }
 
-  std::string tmp_, ns_, rootfs_;
+  std::string tmp_, ns_, rootfs_, run_dir_;
+  std::vector<std::string> system_sockets_before_;
   ContainerdDaemon::Options opts_;
   ContainerdDaemon daemon_;
   std::vector<std::string> ids_;
@@ -161,7 +185,7 @@ TEST_F(ShimContainerdTest, CrunThroughRuntimeOptions) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string bundle = daemon_.state() + "/io.containerd.runtime.v2.task/" + ns_ + "/crun2";
   EXPECT_EQ(ReadFileBytes(bundle + "/runtime"), "crun");
-  EXPECT_TRUE(fs::exists("/run/berth/runc/" + ns_ + "/crun2"));
+  EXPECT_TRUE(fs::exists(run_dir_ + "/runc/" + ns_ + "/crun2"));
 }
 
 TEST_F(ShimContainerdTest, ContainersSurviveContainerdRestart) {
