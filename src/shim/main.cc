@@ -36,6 +36,7 @@
 #include "common/mount.h"
 #include "shim/options.h"
 #include "shim/publisher.h"
+#include "shim/run_file.h"
 #include "shim/sha256.h"
 #include "shim/task_service.h"
 #include "ttrpc/server.h"
@@ -277,14 +278,14 @@ int Start(const Flags& f, char** argv) {
       return 1;
     }
     opts = *o;
-    if (Status st = WriteFileAtomic(bundle + "/options.json", OptionsToJson(opts), 0600); !st.ok()) {
+    if (Status st = WriteRunFile(bundle + "/options.json", OptionsToJson(opts)); !st.ok()) {
       Fail(st.ToString());
       return 1;
     }
   }
 
   auto publish = [&]() -> int {
-    if (Status st = WriteFileAtomic(bundle + "/address", address, 0600); !st.ok()) {
+    if (Status st = WriteRunFile(bundle + "/address", address); !st.ok()) {
       Fail(st.ToString());
       return 1;
     }
@@ -394,6 +395,7 @@ int Delete(const Flags& f) {
   if (!opts.binary_name.empty()) ro.binary = opts.binary_name;
   ro.root = (opts.root.empty() ? *run_dir + "/runc" : opts.root) + "/" + f.ns;
   ro.systemd_cgroup = opts.systemd_cgroup;
+  ro.probe_version = false;
   ro.timeout = std::chrono::seconds(10);
   if (auto rt = oci::CliRuntime::Create((*env)->reaper(), ro, (*env)->cgroups())) {
     Status st = (*rt)->Delete(f.id, true);
@@ -489,19 +491,18 @@ int Serve(const Flags& f) {
       spdlog::error("{}", st.ToString());
       return 1;
     }
-    // Shutdown: stop serving, then exit once the last events (/tasks/exit, /tasks/delete)
-    // are delivered, or after 2 s.
-    auto deadline = ttrpc::Clock::now() + std::chrono::seconds(2);
-    std::function<void()> stop_when_flushed = [&] {
-      if (publisher.Idle() || ttrpc::Clock::now() >= deadline) {
-        (*loop)->Stop();
-        return;
-      }
-      (*loop)->AddTimer(ttrpc::Clock::now() + std::chrono::milliseconds(20), stop_when_flushed);
-    };
+    // Shutdown: stop serving, then exit as soon as the last events (/tasks/exit,
+    // /tasks/delete) are delivered, or after 2 s.
     service.OnShutdown([&] {
-      deadline = ttrpc::Clock::now() + std::chrono::seconds(2);
-      server.Shutdown(std::chrono::seconds(1), [&] { stop_when_flushed(); });
+      server.Shutdown(std::chrono::seconds(1), [&] {
+        // Once: a second Stop would end the teardown thread's Run below.
+        auto stop = [&, stopped = std::make_shared<bool>(false)] {
+          if (!*stopped) (*loop)->Stop();
+          *stopped = true;
+        };
+        (*loop)->AddTimer(ttrpc::Clock::now() + std::chrono::seconds(2), stop);
+        publisher.WhenIdle(stop);
+      });
     });
     if (Status st = server.Serve(UniqueFd(3)); !st.ok()) {
       spdlog::error("serve: {}", st.ToString());

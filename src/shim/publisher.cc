@@ -62,6 +62,14 @@ bool Publisher::Idle() {
   return queue_.empty();
 }
 
+void Publisher::WhenIdle(std::function<void()> fn) {
+  if (Idle()) {
+    fn();
+    return;
+  }
+  when_idle_.push_back(std::move(fn));
+}
+
 void Publisher::RetryLater() {
   if (retry_scheduled_) return;
   retry_scheduled_ = true;
@@ -105,11 +113,19 @@ void Publisher::Pump() {
                        in_flight_ = false;
                        bool drop = r.has_value() || ++attempts_ >= kMaxAttempts;
                        if (!r) spdlog::warn("events: forward: {}", r.error().ToString());
+                       bool idle = false;
                        if (drop) {
                          attempts_ = 0;
                          std::lock_guard lock(mu_);
                          if (!queue_.empty()) queue_.pop_front();
-                         if (queue_.empty()) cv_.notify_all();
+                         idle = queue_.empty();
+                         if (idle) cv_.notify_all();
+                       }
+                       if (idle && !when_idle_.empty()) {
+                         auto fns = std::move(when_idle_);
+                         when_idle_.clear();
+                         for (auto& fn : fns) fn();
+                         if (!*alive) return;
                        }
                        if (r) {
                          loop_.Post([this, alive] {

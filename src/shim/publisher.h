@@ -12,9 +12,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "ttrpc/client.h"
 #include "ttrpc/event_loop.h"
@@ -34,6 +36,8 @@ class Publisher {
   bool Flush(std::chrono::milliseconds timeout);
   // True when nothing waits to be delivered. Thread-safe.
   bool Idle();
+  // Runs `fn` on the loop thread once nothing waits to be delivered (now, if so). Loop thread.
+  void WhenIdle(std::function<void()> fn);
 
  private:
   void Pump();  // loop thread
@@ -51,6 +55,7 @@ class Publisher {
   bool in_flight_ = false;
   bool retry_scheduled_ = false;
   int attempts_ = 0;
+  std::vector<std::function<void()>> when_idle_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -13,6 +13,7 @@
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
 #include "common/mount.h"
 #include "shim/options.h"
+#include "shim/run_file.h"
 
 namespace berth::shim {
 
@@ -347,7 +348,7 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
     auto o = DecodeOptions(req.options());
     if (!o) return fail(o.error());
     opts = *o;
-    (void)WriteFileAtomic(bundle + "/options.json", OptionsToJson(opts), 0600);
+    (void)WriteRunFile(bundle + "/options.json", OptionsToJson(opts));
   } else if (auto text = ReadFile(bundle + "/options.json")) {
     auto o = OptionsFromJson(*text);
     if (!o) return fail(o.error());
@@ -358,10 +359,11 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
   if (!opts.binary_name.empty()) ro.binary = opts.binary_name;
   ro.root = (opts.root.empty() ? config_.default_runtime_root : opts.root) + "/" + config_.ns;
   ro.systemd_cgroup = opts.systemd_cgroup;
+  ro.probe_version = false;  // one runtime start less per container
   ro.log_path = bundle + "/log.json";
   auto rt = oci::CliRuntime::Create(env_->reaper(), ro, env_->cgroups());
   if (!rt) return fail(rt.error());
-  (void)WriteFileAtomic(bundle + "/runtime", opts.binary_name, 0600);
+  (void)WriteRunFile(bundle + "/runtime", opts.binary_name);
 
   std::vector<berth::Mount> mounts;
   for (const auto& m : req.rootfs()) {
