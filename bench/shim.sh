@@ -2,7 +2,8 @@
 # containerd-shim-berth-v2 against containerd's own containerd-shim-runc-v2, under one stock
 # containerd 1.6 started here (temporary root, state and socket; our shim first on its PATH,
 # BERTH_SHIM_RUN_DIR in its environment so our shim's sockets and runc state stay in the temp dir).
-#   bench/shim.sh [RUNS=20]
+#   bench/shim.sh [RUNS=20]      (env: MEM_ONLY=1 skips latency, OURS_ONLY=1 skips the runc
+#                                 shim's memory, SMAPS=1 prints our shim's largest mappings)
 # Measures
 #   - idle memory of a shim serving one sleeping container: VmRSS (/proc/<pid>/status) and Pss
 #     (/proc/<pid>/smaps_rollup), ours vs the runc shim;
@@ -69,7 +70,15 @@ runtime_flags() {
   esac
 }
 
-# mem KIND → "rss_kb pss_kb" of the shim serving one sleeping container.
+# smaps_top PID: resident KiB (and private dirty) per mapping, largest first (SMAPS=1).
+smaps_top() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { n = $6 " " $2; if ($6 == "") n = "[anon] " $1 }
+       /^Rss:/ { r[n] += $2 } /^Private_Dirty:/ { d[n] += $2 }
+       END { for (k in r) if (r[k] > 0) printf "  %6d %6d %s\n", r[k], d[k], k }' \
+    "/proc/$1/smaps" | sort -rn | head -12
+}
+
+# mem KIND → "rss_kb pss_kb threads" of the shim serving one sleeping container.
 mem() {
   local id=mem-$1
   # shellcheck disable=SC2046
@@ -81,7 +90,7 @@ mem() {
   local rss pss
   rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$shim/status")
   pss=$(awk '/^Pss:/ { print $2 }' "/proc/$shim/smaps_rollup")
-  [[ -n ${SMAPS:-} ]] && bash /tmp/smaps.sh "$shim" >&2
+  [[ -n ${SMAPS:-} ]] && smaps_top "$shim" >&2
   echo "$rss $pss $(awk '/^Threads:/ { print $2 }' "/proc/$shim/status")"
   ctr_ tasks kill -s SIGKILL "$id" >/dev/null
   for _ in $(seq 50); do ctr_ tasks delete "$id" >/dev/null 2>&1 && break; sleep 0.1; done

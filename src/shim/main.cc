@@ -377,11 +377,6 @@ int Delete(const Flags& f) {
   char cwd[4096];
   std::string bundle = f.bundle;
   if (bundle.empty() && ::getcwd(cwd, sizeof(cwd))) bundle = cwd;
-  auto env = oci::RuntimeEnv::Create();
-  if (!env) {
-    Fail(env.error().ToString());
-    return 1;
-  }
   auto run_dir = RunDir();
   if (!run_dir) {
     Fail(run_dir.error().ToString());
@@ -397,10 +392,22 @@ int Delete(const Flags& f) {
   ro.systemd_cgroup = opts.systemd_cgroup;
   ro.probe_version = false;
   ro.timeout = std::chrono::seconds(10);
-  if (auto rt = oci::CliRuntime::Create((*env)->reaper(), ro, (*env)->cgroups())) {
-    Status st = (*rt)->Delete(f.id, true);
-    if (!st.ok() && st.code() != Code::kNotFound) {
-      spdlog::warn("delete {}: {}", f.id, st.ToString());
+  // containerd runs `delete` after every shim exit, also after a clean Task.Delete: when the
+  // runtime holds no state for the container (runc and crun keep <root>/<id>), there is
+  // nothing to force-delete and no reason to start the runtime.
+  struct stat st_state;
+  bool has_state = ::stat((ro.root + "/" + f.id).c_str(), &st_state) == 0;
+  if (has_state) {
+    auto env = oci::RuntimeEnv::Create();
+    if (!env) {
+      Fail(env.error().ToString());
+      return 1;
+    }
+    if (auto rt = oci::CliRuntime::Create((*env)->reaper(), ro, (*env)->cgroups())) {
+      Status st = (*rt)->Delete(f.id, true);
+      if (!st.ok() && st.code() != Code::kNotFound) {
+        spdlog::warn("delete {}: {}", f.id, st.ToString());
+      }
     }
   }
   if (Status st = UnmountAll(bundle + "/rootfs", MNT_DETACH); !st.ok()) {
