@@ -6,6 +6,8 @@
 //   <shim> [flags]          the server: containerd.task.v2.Task on the listener at fd 3
 // Flags (Go flag syntax, "-x v", "-x=v", "--x v"): -namespace -address -publish-binary -id
 // -bundle -socket -debug -v. The contract is containerd-compat.md §7.3.
+// Environment: BERTH_SHIM_RUN_DIR (absolute) holds the sockets (<dir>/s/) and the default
+// runtime root (<dir>/runc); unset = /run/berth. TTRPC_ADDRESS: where events go.
 #include <sys/mount.h>
 #include <fcntl.h>
 #include <malloc.h>
