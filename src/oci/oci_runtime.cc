@@ -94,20 +94,24 @@ Result<std::unique_ptr<CliRuntime>> CliRuntime::Create(Reaper* reaper, RuntimeOp
   std::unique_ptr<CliRuntime> rt(new CliRuntime(reaper, std::move(options)));
   rt->info_.path = path;
 
-  CommandOptions version;
-  version.spec.argv = {path, "--version"};
-  version.spec.parent_death_signal = rt->opts_.parent_death_signal;
-  version.timeout = std::chrono::seconds(30);
-  ASSIGN_OR_RETURN(CommandResult r, RunCommand(*reaper, version));
-  if (r.exit.status != 0) {
-    return std::unexpected(FailedPrecondition(path + " --version failed: " + Trim(r.err)));
-  }
-  // "runc version 1.1.5+ds1" / "crun version 1.8.1"
-  std::string first = r.out.substr(0, r.out.find('\n'));
-  size_t sp = first.find(' ');
-  rt->info_.name = first.substr(0, sp);
-  if (auto v = first.find("version "); v != std::string::npos) {
-    rt->info_.version = Trim(first.substr(v + 8));
+  if (rt->opts_.probe_version) {
+    CommandOptions version;
+    version.spec.argv = {path, "--version"};
+    version.spec.parent_death_signal = rt->opts_.parent_death_signal;
+    version.timeout = std::chrono::seconds(30);
+    ASSIGN_OR_RETURN(CommandResult r, RunCommand(*reaper, version));
+    if (r.exit.status != 0) {
+      return std::unexpected(FailedPrecondition(path + " --version failed: " + Trim(r.err)));
+    }
+    // "runc version 1.1.5+ds1" / "crun version 1.8.1"
+    std::string first = r.out.substr(0, r.out.find('\n'));
+    size_t sp = first.find(' ');
+    rt->info_.name = first.substr(0, sp);
+    if (auto v = first.find("version "); v != std::string::npos) {
+      rt->info_.version = Trim(first.substr(v + 8));
+    }
+  } else {
+    rt->info_.name = path.substr(path.rfind('/') + 1);
   }
 
   bool hide = false;

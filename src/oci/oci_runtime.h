@@ -86,6 +86,10 @@ struct RuntimeOptions {
   std::chrono::milliseconds timeout = std::chrono::minutes(2);
   // containerd runs runc with Pdeathsig SIGKILL: a dying shim takes its runtime calls along.
   int parent_death_signal = SIGKILL;
+  // Run `<binary> --version` in Create to learn name and version. false skips that runtime start
+  // (the shim creates one CliRuntime per container, on the `ctr run` critical path): name is
+  // then the binary's file name ("runc", "crun"), version stays empty.
+  bool probe_version = true;
 };
 
 struct RuntimeInfo {

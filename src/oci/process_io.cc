@@ -312,8 +312,7 @@ Status ProcessIo::OpenEndpoints(const StdioUri& uri) {
     ASSIGN_OR_RETURN(stdin_fifo_,
                      MakeShared(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC),
                                 "open stdin FIFO " + path));
-    stdin_closer_.reset(::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-    if (!stdin_closer_.valid()) return StatusFromErrno(errno, "open stdin FIFO writer " + path);
+    stdin_path_ = path;  // our own writer comes later: OpenStdinKeeper
   }
   if (binary_) return Status::Ok();
 
@@ -455,6 +454,7 @@ Status ProcessIo::Start() {
     err_pipe_[0].reset();
     return Status::Ok();
   }
+  if (in_pipe_[0]) RETURN_IF_ERROR(OpenStdinKeeper());
   Status st;
   loop_->RunSync([&] {
     if (in_pipe_[0] && stdin_fifo_) {
@@ -493,6 +493,7 @@ Status ProcessIo::AttachConsole(UniqueFd master) {
     out_pipe_[1].reset();
   }
   console_ = std::move(master);
+  if (in_dst) RETURN_IF_ERROR(OpenStdinKeeper());
   Status st;
   loop_->RunSync([&] {
     if (out_dst) {
@@ -513,7 +514,22 @@ Status ProcessIo::Resize(uint16_t width, uint16_t height) {
 
 void ProcessIo::CloseStdin() {
   std::lock_guard lock(mu_);
+  stdin_closed_ = true;
   stdin_closer_.reset();
+}
+
+Status ProcessIo::OpenStdinKeeper() {
+  if (!stdin_fifo_ || stdin_path_.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  if (stdin_closed_) return Status::Ok();
+  // The client already wrote and closed its end: let the process see that EOF.
+  pollfd p{stdin_fifo_->get(), POLLIN, 0};
+  if (::poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) return Status::Ok();
+  stdin_closer_.reset(::open(stdin_path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!stdin_closer_.valid()) {
+    return StatusFromErrno(errno, "open stdin FIFO writer " + stdin_path_);
+  }
+  return Status::Ok();
 }
 
 bool ProcessIo::WaitOutput(std::chrono::milliseconds timeout) {

@@ -124,6 +124,7 @@ class ProcessIo {
   Status AddPump(std::shared_ptr<UniqueFd> src, std::shared_ptr<UniqueFd> dst,
                  std::vector<std::shared_ptr<UniqueFd>> hold, bool output);
   void StopLogger();
+  Status OpenStdinKeeper();
 
   EventLoop* const loop_;
   Reaper* const reaper_;
@@ -134,7 +135,13 @@ class ProcessIo {
   bool binary_ = false;
   // Client side.
   std::shared_ptr<UniqueFd> stdin_fifo_;           // read end of the stdin FIFO
-  UniqueFd stdin_closer_;                          // our writer on the stdin FIFO
+  // Our writer on the stdin FIFO (keeps the process's stdin open across client reconnects until
+  // CloseIO, as the runc shim's). Opened by OpenStdinKeeper when the copy starts, not with the
+  // reader: a client that writes its whole input and closes before the task is created (ctr
+  // with short piped input, which then never sends CloseIO) must still give the process EOF.
+  UniqueFd stdin_closer_;
+  std::string stdin_path_;
+  bool stdin_closed_ = false;  // CloseIO came; GUARDED_BY(mu_)
   std::shared_ptr<UniqueFd> out_dst_, err_dst_;    // FIFO write ends or the log file
   std::shared_ptr<UniqueFd> out_keep_, err_keep_;  // read ends keeping the FIFOs alive
   // Process side: [0] our end, [1] the process's end (stdin: [0] = write, [1] = read).

@@ -6,12 +6,15 @@
 //   <shim> [flags]          the server: containerd.task.v2.Task on the listener at fd 3
 // Flags (Go flag syntax, "-x v", "-x=v", "--x v"): -namespace -address -publish-binary -id
 // -bundle -socket -debug -v. The contract is containerd-compat.md §7.3.
+// Environment: BERTH_SHIM_RUN_DIR (absolute) holds the sockets (<dir>/s/) and the default
+// runtime root (<dir>/runc); unset = /run/berth. TTRPC_ADDRESS: where events go.
 #include <sys/mount.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,9 +23,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <iostream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -31,19 +33,37 @@
 
 #include "common/fs.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "oci/cgroup.h"
 #include "oci/container.h"
 #include "common/mount.h"
 #include "shim/options.h"
 #include "shim/publisher.h"
+#include "shim/run_file.h"
+#include "shim/sha256.h"
 #include "shim/task_service.h"
 #include "ttrpc/server.h"
 
 namespace berth::shim {
 namespace {
 
-constexpr char kSocketDir[] = "/run/berth/s";
-constexpr char kDefaultRuntimeRoot[] = "/run/berth/runc";
+constexpr char kDefaultRunDir[] = "/run/berth";
+constexpr char kRunDirEnv[] = "BERTH_SHIM_RUN_DIR";
 constexpr char kVersion[] = "0.1.0";
+
+// The directory holding the shim's sockets (`<dir>/s/`) and the default runtime root
+// (`<dir>/runc`): $BERTH_SHIM_RUN_DIR (absolute; berthd sets it to its state dir, tests to a
+// temp dir), else /run/berth. containerd and berthd pass their environment on to shims, and
+// `start` passes it on to the server, so every command of one shim sees the same value.
+Result<std::string> RunDir() {
+  const char* env = std::getenv(kRunDirEnv);
+  if (!env || !*env) return std::string(kDefaultRunDir);
+  std::string dir = env;
+  if (dir[0] != '/') {
+    return std::unexpected(InvalidArgument(std::string(kRunDirEnv) + " must be absolute: " + dir));
+  }
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
 
 struct Flags {
   std::string ns;
@@ -52,6 +72,7 @@ struct Flags {
   std::string id;
   std::string bundle;
   std::string socket;
+  int ready_fd = -1;  // internal: the server's "serving" note to `start` (see Start)
   bool debug = false;
   bool version = false;
   std::string action;  // "", "start", "delete"
@@ -77,12 +98,14 @@ Result<Flags> ParseFlags(int argc, char** argv) {
       (name == "debug" ? f.debug : f.version) = on;
       continue;
     }
+    std::string ready_fd;
     std::string* dst = name == "namespace"        ? &f.ns
                        : name == "address"        ? &f.address
                        : name == "publish-binary" ? &f.publish_binary
                        : name == "id"             ? &f.id
                        : name == "bundle"         ? &f.bundle
                        : name == "socket"         ? &f.socket
+                       : name == "ready-fd"       ? &ready_fd
                                                   : nullptr;
     if (!dst) return std::unexpected(InvalidArgument("flag provided but not defined: -" + name));
     if (!value) {
@@ -90,21 +113,9 @@ Result<Flags> ParseFlags(int argc, char** argv) {
       value = argv[++i];
     }
     *dst = *value;
+    if (dst == &ready_fd) f.ready_fd = std::atoi(ready_fd.c_str());
   }
   return f;
-}
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
 }
 
 // The group a container's shim serves: one shim per pod for CRI (as the runc shim groups).
@@ -167,52 +178,130 @@ std::string ReadAll(int fd) {
   return out;
 }
 
+// Prints to stderr (what containerd logs when a command fails).
+void Fail(const std::string& msg) { std::fprintf(stderr, "%s\n", msg.c_str()); }
+
+// The runc shim's AdjustOOMScore: the server gets its parent's (containerd's) oom_score_adj
+// plus one, capped at 1000, so the OOM killer takes a shim before the daemon.
+void AdjustOomScore(pid_t server) {
+  auto parent = ReadFile("/proc/" + std::to_string(::getppid()) + "/oom_score_adj");
+  if (!parent) return;
+  int score = std::atoi(parent->c_str());
+  score = score >= 1000 ? 1000 : score + 1;
+  std::string path = "/proc/" + std::to_string(server) + "/oom_score_adj";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  std::string v = std::to_string(score);
+  if (::write(fd, v.data(), v.size()) < 0) {
+    // Lowering below our own needs CAP_SYS_RESOURCE; the runc shim ignores that too.
+  }
+  ::close(fd);
+}
+
+// Options.shim_cgroup: moves the server into that cgroup (path relative to the cgroup root), as
+// the runc shim does: cgroup2 → <unified>/<path>; v1 → every hierarchy holding <path>.
+Status JoinShimCgroup(const std::string& cgroup, pid_t pid) {
+  ASSIGN_OR_RETURN(oci::CgroupLayout layout, oci::ReadCgroupLayout());
+  std::vector<std::string> dirs;
+  if (layout.mode == oci::CgroupMode::kUnified) {
+    dirs.push_back(layout.unified_mountpoint + "/" + cgroup);
+  } else {
+    for (const auto& h : layout.v1) dirs.push_back(h.mountpoint + "/" + cgroup);
+  }
+  std::string v = std::to_string(pid);
+  int joined = 0;
+  for (const auto& d : dirs) {
+    struct stat st;
+    if (::stat(d.c_str(), &st) != 0) continue;  // not in this hierarchy
+    int fd = ::open((d + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return StatusFromErrno(errno, "join shim cgroup " + d);
+    ssize_t n = ::write(fd, v.data(), v.size());
+    int err = errno;
+    ::close(fd);
+    if (n < 0) return StatusFromErrno(err, "join shim cgroup " + d);
+    ++joined;
+  }
+  if (joined == 0) return NotFound("shim cgroup " + cgroup + " does not exist");
+  return Status();
+}
+
+// Waits for the server's one-byte "serving" note on `fd`. False if it exited first (EOF) or
+// did not answer within 10 s.
+bool WaitReady(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  for (;;) {
+    int n = ::poll(&p, 1, 10000);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    char c;
+    ssize_t r = ::read(fd, &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    return r == 1;
+  }
+}
+
 // `start`: see the file comment and containerd-compat.md §7.3.
 int Start(const Flags& f, char** argv) {
   char cwd[4096];
   if (!::getcwd(cwd, sizeof(cwd))) {
-    std::cerr << "getcwd: " << std::strerror(errno) << "\n";
+    Fail(std::string("getcwd: ") + std::strerror(errno));
     return 1;
   }
   std::string bundle = f.bundle.empty() ? cwd : f.bundle;
+  auto run_dir = RunDir();
+  if (!run_dir) {
+    Fail(run_dir.error().ToString());
+    return 1;
+  }
   std::string group = GroupOf(bundle, f.id);
-  std::string sock = std::string(kSocketDir) + "/" + Sha256Hex(f.address + "/" + f.ns + "/" + group);
+  std::string sock_dir = *run_dir + "/s";
+  std::string sock = sock_dir + "/" + Sha256Hex(f.address + "/" + f.ns + "/" + group);
   std::string address = "unix://" + sock;
+  constexpr size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
+  if (sock.size() > kMaxPath) {
+    Fail("shim socket path " + sock + " is " + std::to_string(sock.size()) + " bytes, over the " +
+         std::to_string(kMaxPath) + " a unix socket allows: use a shorter " + kRunDirEnv +
+         " (at most " + std::to_string(kMaxPath - (sock.size() - run_dir->size())) + " bytes)");
+    return 1;
+  }
 
   // Runtime options on stdin (an Any), kept in options.json for the server's Create.
+  RuncOptions opts;
   std::string in = ReadAll(0);
   if (!in.empty()) {
     google::protobuf::Any any;
     if (!any.ParseFromString(in)) {
-      std::cerr << "invalid runtime options on stdin\n";
+      Fail("invalid runtime options on stdin");
       return 1;
     }
     auto o = DecodeOptions(any);
     if (!o) {
-      std::cerr << o.error().ToString() << "\n";
+      Fail(o.error().ToString());
       return 1;
     }
-    if (Status st = WriteFileAtomic(bundle + "/options.json", OptionsToJson(*o), 0600); !st.ok()) {
-      std::cerr << st.ToString() << "\n";
+    opts = *o;
+    if (Status st = WriteRunFile(bundle + "/options.json", OptionsToJson(opts)); !st.ok()) {
+      Fail(st.ToString());
       return 1;
     }
   }
 
   auto publish = [&]() -> int {
-    if (Status st = WriteFileAtomic(bundle + "/address", address, 0600); !st.ok()) {
-      std::cerr << st.ToString() << "\n";
+    if (Status st = WriteRunFile(bundle + "/address", address); !st.ok()) {
+      Fail(st.ToString());
       return 1;
     }
-    std::cout << address << std::flush;
+    std::fwrite(address.data(), 1, address.size(), stdout);
+    std::fflush(stdout);
     return 0;
   };
 
-  if (Status st = EnsureDir("/run/berth", 0711); !st.ok()) {
-    std::cerr << st.ToString() << "\n";
+  if (Status st = EnsureDir(*run_dir, 0711); !st.ok()) {
+    Fail(st.ToString());
     return 1;
   }
-  if (Status st = EnsureDir(kSocketDir, 0700, true); !st.ok()) {
-    std::cerr << st.ToString() << "\n";
+  if (Status st = EnsureDir(sock_dir, 0700, true); !st.ok()) {
+    Fail(st.ToString());
     return 1;
   }
   struct stat st_sock;
@@ -222,11 +311,22 @@ int Start(const Flags& f, char** argv) {
   }
   auto listener = ListenUnix(sock);
   if (!listener) {
-    std::cerr << listener.error().ToString() << "\n";
+    Fail(listener.error().ToString());
     return 1;
   }
+  auto fail_unlink = [&](const std::string& msg) {
+    Fail(msg);
+    ::unlink(sock.c_str());
+    return 1;
+  };
 
-  std::vector<std::string> args = {argv[0], "-namespace", f.ns, "-id", f.id, "-address", f.address};
+  // The server writes one byte to fd 4 once it serves (or exits, closing it).
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) return fail_unlink(std::string("pipe: ") + std::strerror(errno));
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+
+  std::vector<std::string> args = {argv[0], "-namespace", f.ns, "-id", f.id, "-address", f.address,
+                                   "-ready-fd", "4"};
   if (!f.publish_binary.empty()) {
     args.insert(args.end(), {"-publish-binary", f.publish_binary});
   }
@@ -236,19 +336,11 @@ int Start(const Flags& f, char** argv) {
   cargs.push_back(nullptr);
   char self[4096];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) {
-    std::cerr << "readlink /proc/self/exe: " << std::strerror(errno) << "\n";
-    ::unlink(sock.c_str());
-    return 1;
-  }
+  if (n <= 0) return fail_unlink(std::string("readlink /proc/self/exe: ") + std::strerror(errno));
   self[n] = '\0';
 
   pid_t pid = ::fork();
-  if (pid < 0) {
-    std::cerr << "fork: " << std::strerror(errno) << "\n";
-    ::unlink(sock.c_str());
-    return 1;
-  }
+  if (pid < 0) return fail_unlink(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::setsid();
     int null = ::open("/dev/null", O_RDWR);
@@ -257,17 +349,28 @@ int Start(const Flags& f, char** argv) {
       ::dup2(null, 1);
       ::dup2(null, 2);
     }
-    // fd 3 = the listener, inheritable (dup2 clears FD_CLOEXEC, but not when it is fd 3).
-    if (listener->get() == 3) {
-      if (::fcntl(3, F_SETFD, 0) != 0) ::_exit(127);
-    } else if (::dup2(listener->get(), 3) < 0) {
-      ::_exit(127);
-    }
+    // fd 3 = the listener, fd 4 = the ready pipe; inheritable (dup2 clears FD_CLOEXEC, except
+    // onto itself). fd 4 first, away from 3 and 4, so neither dup2 clobbers the other.
+    int rw = ::fcntl(ready_w.get(), F_DUPFD_CLOEXEC, 5);
+    int lf = ::fcntl(listener->get(), F_DUPFD_CLOEXEC, 5);
+    if (rw < 0 || lf < 0 || ::dup2(lf, 3) < 0 || ::dup2(rw, 4) < 0) ::_exit(127);
     ::execv(self, cargs.data());
     ::_exit(127);
   }
-  // The server is not our child to wait for: it is reparented when we exit. Make sure it
-  // did not die at once (bad binary), as containerd would otherwise dial a dead socket.
+  ready_w.reset();
+  AdjustOomScore(pid);
+  if (!opts.shim_cgroup.empty()) {
+    if (Status st = JoinShimCgroup(opts.shim_cgroup, pid); !st.ok()) {
+      ::kill(pid, SIGKILL);
+      return fail_unlink(st.ToString());
+    }
+  }
+  // The server is not our child to wait for (it is reparented when we exit), but containerd
+  // must not get the address of a server that died on the way up.
+  if (!WaitReady(ready_r.get())) {
+    ::kill(pid, SIGKILL);
+    return fail_unlink("shim server " + std::to_string(pid) + " did not come up");
+  }
   return publish();
 }
 
@@ -276,9 +379,9 @@ int Delete(const Flags& f) {
   char cwd[4096];
   std::string bundle = f.bundle;
   if (bundle.empty() && ::getcwd(cwd, sizeof(cwd))) bundle = cwd;
-  auto env = oci::RuntimeEnv::Create();
-  if (!env) {
-    std::cerr << env.error().ToString() << "\n";
+  auto run_dir = RunDir();
+  if (!run_dir) {
+    Fail(run_dir.error().ToString());
     return 1;
   }
   RuncOptions opts;
@@ -287,13 +390,26 @@ int Delete(const Flags& f) {
   }
   oci::RuntimeOptions ro;
   if (!opts.binary_name.empty()) ro.binary = opts.binary_name;
-  ro.root = (opts.root.empty() ? kDefaultRuntimeRoot : opts.root) + std::string("/") + f.ns;
+  ro.root = (opts.root.empty() ? *run_dir + "/runc" : opts.root) + "/" + f.ns;
   ro.systemd_cgroup = opts.systemd_cgroup;
+  ro.probe_version = false;
   ro.timeout = std::chrono::seconds(10);
-  if (auto rt = oci::CliRuntime::Create((*env)->reaper(), ro, (*env)->cgroups())) {
-    Status st = (*rt)->Delete(f.id, true);
-    if (!st.ok() && st.code() != Code::kNotFound) {
-      spdlog::warn("delete {}: {}", f.id, st.ToString());
+  // containerd runs `delete` after every shim exit, also after a clean Task.Delete: when the
+  // runtime holds no state for the container (runc and crun keep <root>/<id>), there is
+  // nothing to force-delete and no reason to start the runtime.
+  struct stat st_state;
+  bool has_state = ::stat((ro.root + "/" + f.id).c_str(), &st_state) == 0;
+  if (has_state) {
+    auto env = oci::RuntimeEnv::Create();
+    if (!env) {
+      Fail(env.error().ToString());
+      return 1;
+    }
+    if (auto rt = oci::CliRuntime::Create((*env)->reaper(), ro, (*env)->cgroups())) {
+      Status st = (*rt)->Delete(f.id, true);
+      if (!st.ok() && st.code() != Code::kNotFound) {
+        spdlog::warn("delete {}: {}", f.id, st.ToString());
+      }
     }
   }
   if (Status st = UnmountAll(bundle + "/rootfs", MNT_DETACH); !st.ok()) {
@@ -308,8 +424,8 @@ int Delete(const Flags& f) {
   resp.mutable_exited_at()->set_nanos(static_cast<int32_t>(ns % 1000000000));
   std::string out;
   resp.SerializeToString(&out);
-  std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
-  std::cout.flush();
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
   return 0;
 }
 
@@ -318,6 +434,14 @@ int Serve(const Flags& f) {
   // First, before any thread: the one event loop (ttrpc and the OCI core share it, run by
   // this thread), subreaper, SIGCHLD handling.
   ::signal(SIGPIPE, SIG_IGN);
+  // One malloc arena: the worker threads are short-lived and few; per-thread arenas would each
+  // keep their own heap resident for the shim's lifetime.
+  ::mallopt(M_ARENA_MAX, 1);
+  auto run_dir = RunDir();
+  if (!run_dir) {
+    std::fprintf(stderr, "%s\n", run_dir.error().ToString().c_str());
+    return 1;
+  }
   auto loop = ttrpc::EventLoop::Create();
   if (!loop) {
     std::fprintf(stderr, "%s\n", loop.error().ToString().c_str());
@@ -371,28 +495,32 @@ int Serve(const Flags& f) {
     ttrpc::Server server(**loop);
     Publisher publisher(**loop, ttrpc_addr ? ttrpc_addr : "", f.ns);
     TaskService service(env->get(), **loop, server, publisher,
-                        ShimConfig{f.ns, f.id, kDefaultRuntimeRoot});
+                        ShimConfig{f.ns, f.id, *run_dir + "/runc"});
     if (Status st = service.Register(); !st.ok()) {
       spdlog::error("{}", st.ToString());
       return 1;
     }
-    // Shutdown: stop serving, then exit once the last events (/tasks/exit, /tasks/delete)
-    // are delivered, or after 2 s.
-    auto deadline = ttrpc::Clock::now() + std::chrono::seconds(2);
-    std::function<void()> stop_when_flushed = [&] {
-      if (publisher.Idle() || ttrpc::Clock::now() >= deadline) {
-        (*loop)->Stop();
-        return;
-      }
-      (*loop)->AddTimer(ttrpc::Clock::now() + std::chrono::milliseconds(20), stop_when_flushed);
-    };
+    // Shutdown: stop serving, then exit as soon as the last events (/tasks/exit,
+    // /tasks/delete) are delivered, or after 2 s.
     service.OnShutdown([&] {
-      deadline = ttrpc::Clock::now() + std::chrono::seconds(2);
-      server.Shutdown(std::chrono::seconds(1), [&] { stop_when_flushed(); });
+      server.Shutdown(std::chrono::seconds(1), [&] {
+        // Once: a second Stop would end the teardown thread's Run below.
+        auto stop = [&, stopped = std::make_shared<bool>(false)] {
+          if (!*stopped) (*loop)->Stop();
+          *stopped = true;
+        };
+        (*loop)->AddTimer(ttrpc::Clock::now() + std::chrono::seconds(2), stop);
+        publisher.WhenIdle(stop);
+      });
     });
     if (Status st = server.Serve(UniqueFd(3)); !st.ok()) {
       spdlog::error("serve: {}", st.ToString());
       return 1;
+    }
+    if (f.ready_fd >= 0) {  // tell `start` we serve
+      char c = 1;
+      if (::write(f.ready_fd, &c, 1) != 1) spdlog::warn("ready note: {}", std::strerror(errno));
+      ::close(f.ready_fd);
     }
     (*loop)->Run();
     teardown.thread = std::thread([&] { (*loop)->Run(); });

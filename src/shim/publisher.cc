@@ -24,7 +24,7 @@ Publisher::~Publisher() {
   });
 }
 
-void Publisher::Publish(const std::string& topic, const google::protobuf::Message& event) {
+void Publisher::Publish(const std::string& topic, const google::protobuf::MessageLite& event) {
   if (address_.empty()) return;
   containerd::services::events::ttrpc::v1::ForwardRequest req;
   auto* env = req.mutable_envelope();
@@ -34,7 +34,7 @@ void Publisher::Publish(const std::string& topic, const google::protobuf::Messag
   env->mutable_timestamp()->set_nanos(static_cast<int32_t>(ns % 1000000000));
   env->set_namespace_(ns_);
   env->set_topic(topic);
-  env->mutable_event()->set_type_url(event.GetDescriptor()->full_name());
+  env->mutable_event()->set_type_url(event.GetTypeName());
   event.SerializeToString(env->mutable_event()->mutable_value());
   std::string payload;
   req.SerializeToString(&payload);
@@ -60,6 +60,14 @@ bool Publisher::Flush(std::chrono::milliseconds timeout) {
 bool Publisher::Idle() {
   std::lock_guard lock(mu_);
   return queue_.empty();
+}
+
+void Publisher::WhenIdle(std::function<void()> fn) {
+  if (Idle()) {
+    fn();
+    return;
+  }
+  when_idle_.push_back(std::move(fn));
 }
 
 void Publisher::RetryLater() {
@@ -105,11 +113,19 @@ void Publisher::Pump() {
                        in_flight_ = false;
                        bool drop = r.has_value() || ++attempts_ >= kMaxAttempts;
                        if (!r) spdlog::warn("events: forward: {}", r.error().ToString());
+                       bool idle = false;
                        if (drop) {
                          attempts_ = 0;
                          std::lock_guard lock(mu_);
                          if (!queue_.empty()) queue_.pop_front();
-                         if (queue_.empty()) cv_.notify_all();
+                         idle = queue_.empty();
+                         if (idle) cv_.notify_all();
+                       }
+                       if (idle && !when_idle_.empty()) {
+                         auto fns = std::move(when_idle_);
+                         when_idle_.clear();
+                         for (auto& fn : fns) fn();
+                         if (!*alive) return;
                        }
                        if (r) {
                          loop_.Post([this, alive] {

@@ -7,14 +7,16 @@
 // unreachable (restarting) we redial once a second and the queue waits.
 #pragma once
 
-#include <google/protobuf/message.h>
+#include <google/protobuf/message_lite.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "ttrpc/client.h"
 #include "ttrpc/event_loop.h"
@@ -29,11 +31,13 @@ class Publisher {
 
   // Queues `event` for `topic` (e.g. "/tasks/exit"). Thread-safe. The Any type_url is the
   // message's full name ("containerd.events.TaskExit"), as containerd's typeurl registers it.
-  void Publish(const std::string& topic, const google::protobuf::Message& event);
+  void Publish(const std::string& topic, const google::protobuf::MessageLite& event);
   // Waits until the queue is empty (or `timeout`). Not on the loop thread.
   bool Flush(std::chrono::milliseconds timeout);
   // True when nothing waits to be delivered. Thread-safe.
   bool Idle();
+  // Runs `fn` on the loop thread once nothing waits to be delivered (now, if so). Loop thread.
+  void WhenIdle(std::function<void()> fn);
 
  private:
   void Pump();  // loop thread
@@ -51,6 +55,7 @@ class Publisher {
   bool in_flight_ = false;
   bool retry_scheduled_ = false;
   int attempts_ = 0;
+  std::vector<std::function<void()>> when_idle_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

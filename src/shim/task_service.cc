@@ -1,5 +1,6 @@
 #include "shim/task_service.h"
 
+#include <malloc.h>
 #include <sys/mount.h>
 #include <google/protobuf/timestamp.pb.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +13,7 @@
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
 #include "common/mount.h"
 #include "shim/options.h"
+#include "shim/run_file.h"
 
 namespace berth::shim {
 
@@ -23,39 +25,53 @@ constexpr char kService[] = "containerd.task.v2.Task";
 
 // ---- WorkerPool ---------------------------------------------------------------------------
 
-WorkerPool::WorkerPool(int threads) {
-  for (int i = 0; i < threads; ++i) {
-    threads_.emplace_back([this] {
-      for (;;) {
-        std::function<void()> job;
-        {
-          std::unique_lock lock(mu_);
-          cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-          if (jobs_.empty()) return;
-          job = std::move(jobs_.front());
-          jobs_.pop_front();
-        }
-        job();
-      }
-    });
-  }
-}
+WorkerPool::WorkerPool(int max_threads, std::chrono::milliseconds idle)
+    : max_threads_(max_threads), idle_(idle) {}
 
 WorkerPool::~WorkerPool() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
+  std::unique_lock lock(mu_);
+  stop_ = true;
   cv_.notify_all();
-  for (auto& t : threads_) t.join();
+  exited_.wait(lock, [&] { return live_ == 0; });
 }
 
 void WorkerPool::Submit(std::function<void()> job) {
-  {
-    std::lock_guard lock(mu_);
-    jobs_.push_back(std::move(job));
+  std::lock_guard lock(mu_);
+  jobs_.push_back(std::move(job));
+  if (waiting_ >= static_cast<int>(jobs_.size()) || live_ >= max_threads_) {
+    cv_.notify_one();
+    return;
   }
-  cv_.notify_one();
+  ++live_;
+  // Detached: a thread that exits on its own cannot be joined by anyone waiting for it. The
+  // destructor waits for live_ == 0 instead; the last thing a thread touches is mu_.
+  std::thread([this] { Work(); }).detach();
+}
+
+int WorkerPool::LiveThreadsForTest() {
+  std::lock_guard lock(mu_);
+  return live_;
+}
+
+void WorkerPool::Work() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    ++waiting_;
+    bool got = cv_.wait_for(lock, idle_, [&] { return stop_ || !jobs_.empty(); });
+    --waiting_;
+    if (jobs_.empty() && (stop_ || !got)) break;
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    job();
+    job = nullptr;  // destroy captures outside the lock
+    lock.lock();
+  }
+  if (--live_ == 0 && !stop_) {
+    // Gone idle: return the heap the burst of work used (parsed specs, runtime output).
+    ::malloc_trim(0);
+  }
+  exited_.notify_all();
 }
 
 // ---- helpers ------------------------------------------------------------------------------
@@ -131,7 +147,7 @@ void PackMetrics(const oci::CgroupStats& s, google::protobuf::Any* out) {
     e->set_max(StatOf(s.memory.events, "max"));
     e->set_oom(StatOf(s.memory.events, "oom"));
     e->set_oom_kill(StatOf(s.memory.events, "oom_kill"));
-    out->set_type_url(m.GetDescriptor()->full_name());
+    out->set_type_url(m.GetTypeName());
     m.SerializeToString(out->mutable_value());
     return;
   }
@@ -188,7 +204,7 @@ void PackMetrics(const oci::CgroupStats& s, google::protobuf::Any* out) {
   mem->mutable_swap()->set_limit(s.memory.swap_limit);
   mem->mutable_kernel()->set_usage(s.memory.kernel_usage);
   m.mutable_memory_oom_control()->set_oom_kill(StatOf(s.memory.events, "oom_kill"));
-  out->set_type_url(m.GetDescriptor()->full_name());
+  out->set_type_url(m.GetTypeName());
   m.SerializeToString(out->mutable_value());
 }
 
@@ -332,7 +348,7 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
     auto o = DecodeOptions(req.options());
     if (!o) return fail(o.error());
     opts = *o;
-    (void)WriteFileAtomic(bundle + "/options.json", OptionsToJson(opts), 0600);
+    (void)WriteRunFile(bundle + "/options.json", OptionsToJson(opts));
   } else if (auto text = ReadFile(bundle + "/options.json")) {
     auto o = OptionsFromJson(*text);
     if (!o) return fail(o.error());
@@ -343,10 +359,11 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
   if (!opts.binary_name.empty()) ro.binary = opts.binary_name;
   ro.root = (opts.root.empty() ? config_.default_runtime_root : opts.root) + "/" + config_.ns;
   ro.systemd_cgroup = opts.systemd_cgroup;
+  ro.probe_version = false;  // one runtime start less per container
   ro.log_path = bundle + "/log.json";
   auto rt = oci::CliRuntime::Create(env_->reaper(), ro, env_->cgroups());
   if (!rt) return fail(rt.error());
-  (void)WriteFileAtomic(bundle + "/runtime", opts.binary_name, 0600);
+  (void)WriteRunFile(bundle + "/runtime", opts.binary_name);
 
   std::vector<berth::Mount> mounts;
   for (const auto& m : req.rootfs()) {
@@ -464,7 +481,7 @@ Result<task::PidsResponse> TaskService::Pids(const task::PidsRequest& req) {
     if (!p.exec_id.empty()) {
       containerd::runc::v1::ProcessDetails d;
       d.set_exec_id(p.exec_id);
-      pi->mutable_info()->set_type_url(d.GetDescriptor()->full_name());
+      pi->mutable_info()->set_type_url(d.GetTypeName());
       d.SerializeToString(pi->mutable_info()->mutable_value());
     }
   }

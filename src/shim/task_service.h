@@ -6,6 +6,7 @@
 // Responder; State, Connect and Shutdown are answered on the loop.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -25,19 +26,28 @@
 
 namespace berth::shim {
 
-// A fixed set of threads running queued jobs.
+// Up to `max_threads` threads running queued jobs. Threads start on demand (none while the
+// shim only waits) and exit after `idle` without work; when the last one exits, freed heap
+// goes back to the kernel (malloc_trim). An idle shim is then one thread and little memory.
 class WorkerPool {
  public:
-  explicit WorkerPool(int threads);
-  ~WorkerPool();  // finishes queued jobs, joins
+  WorkerPool(int max_threads, std::chrono::milliseconds idle);
+  ~WorkerPool();  // finishes queued jobs, waits for every thread to exit
   void Submit(std::function<void()> job);
+  int LiveThreadsForTest();
 
  private:
+  void Work();
+
+  const int max_threads_;
+  const std::chrono::milliseconds idle_;
   std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
+  std::condition_variable cv_;       // jobs or stop
+  std::condition_variable exited_;   // a thread exited
+  std::deque<std::function<void()>> jobs_;  // GUARDED_BY(mu_)
+  bool stop_ = false;                       // GUARDED_BY(mu_)
+  int live_ = 0;                            // GUARDED_BY(mu_)
+  int waiting_ = 0;                         // threads waiting for a job; GUARDED_BY(mu_)
 };
 
 struct ShimConfig {
@@ -98,7 +108,7 @@ class TaskService {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Entry>> containers_;  // GUARDED_BY(mu_)
   // Last: destroyed (joined) first, so no job runs on a half-destroyed service.
-  WorkerPool pool_{3};
+  WorkerPool pool_{3, std::chrono::seconds(1)};
 };
 
 }  // namespace berth::shim

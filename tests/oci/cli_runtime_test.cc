@@ -76,6 +76,16 @@ TEST_F(OciFakeRuntime, VersionAndInfo) {
   EXPECT_FALSE(rt->info().hides_unified_cgroup);  // only crun needs the hybrid fix
 }
 
+TEST_F(OciFakeRuntime, NoVersionProbe) {
+  RuntimeOptions o;
+  o.probe_version = false;
+  auto rt = Make(o);
+  ASSERT_TRUE(rt);
+  EXPECT_EQ(rt->info().name, "fakert");  // the file name
+  EXPECT_EQ(rt->info().version, "");
+  EXPECT_TRUE(Calls().empty());  // the runtime was not started
+}
+
 TEST_F(OciFakeRuntime, CommandLinesAndLogErrors) {
   RuntimeOptions o;
   o.root = "/run/fake/ns1";
