@@ -91,6 +91,9 @@ Manager::~Manager() {
     tasks.swap(tasks_);
   }
   for (auto& [key, shim] : tasks) CloseShim(shim);
+  // Each Shim's ttrpc client lives on loop_: destroy them now, not when this local goes out of
+  // scope after loop_.reset() (berthd crashed on SIGTERM with tasks running).
+  tasks.clear();
   std::vector<std::thread> threads;
   {
     std::lock_guard lock(mu_);
@@ -177,9 +180,12 @@ void Manager::CloseShim(const std::shared_ptr<Shim>& shim) {
   int fd = shim->log_fd_;
   shim->log_fd_ = -1;
   if (fd >= 0) {
-    // Unwatch and close on the loop thread, after any pending read.
-    if (!loop_->loop().Post([this, fd] {
-          loop_->loop().Unwatch(fd);
+    // Unwatch and close on the loop thread, after any pending read. The task captures the loop,
+    // not `this`: ~Manager closes shims and then resets loop_, whose thread runs what is still
+    // posted while loop_ already reads null (berthd crashed on SIGTERM with tasks running).
+    auto* loop = &loop_->loop();
+    if (!loop->Post([loop, fd] {
+          loop->Unwatch(fd);
           ::close(fd);
         })) {
       ::close(fd);
