@@ -29,7 +29,13 @@ start_both() {
   [[ -x $BERTHD ]] || { echo "build berthd first (scripts/build.sh)" >&2; exit 1; }
   command -v containerd >/dev/null || { echo "apt-get install containerd" >&2; exit 1; }
   mkdir -p "$BENCH_DIR/berth" "$BENCH_DIR/ctrd"
-  "$BERTHD" --config /dev/null/none --root "$BENCH_DIR/berth/root" --state "$BENCH_DIR/berth/state" \
+  # BERTHD_CONFIG_TEXT (optional): berthd's config.toml, e.g. a [runtimes."..."] mapping.
+  local berth_cfg=/dev/null/none
+  if [[ -n ${BERTHD_CONFIG_TEXT:-} ]]; then
+    berth_cfg=$BENCH_DIR/berth/config.toml
+    printf '%s\n' "$BERTHD_CONFIG_TEXT" >"$berth_cfg"
+  fi
+  "$BERTHD" --config "$berth_cfg" --root "$BENCH_DIR/berth/root" --state "$BENCH_DIR/berth/state" \
     --address "$BERTH_SOCK" --log-level warn 2>"$BENCH_DIR/berthd.log" &
   _pids+=($!)
   cat >"$BENCH_DIR/ctrd/config.toml" <<TOML

@@ -73,6 +73,7 @@ Exchange::~Exchange() { CloseAll(); }
 
 void Exchange::CloseAll() {
   std::lock_guard lock(mu_);
+  closed_ = true;
   for (auto& s : subs_) s->Close(Unavailable("events exchange shut down"));
 }
 
@@ -97,6 +98,10 @@ Status Exchange::Forward(Envelope env) {
 std::shared_ptr<Subscription> Exchange::Subscribe(filters::Filter filter) {
   auto sub = std::shared_ptr<Subscription>(new Subscription(std::move(filter)));
   std::lock_guard lock(mu_);
+  if (closed_) {
+    sub->Close(Unavailable("events exchange shut down"));
+    return sub;
+  }
   subs_.push_back(sub);
   return sub;
 }

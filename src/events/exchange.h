@@ -74,11 +74,14 @@ class Exchange {
   void Unsubscribe(const std::shared_ptr<Subscription>& sub);
 
   // Ends every subscription (their Next returns Unavailable); used when the daemon stops.
+  // Later subscriptions start closed: dockerd re-subscribes at once, and a new stream would
+  // hold the daemon's shutdown for its whole grace period.
   void CloseAll();
 
  private:
   std::mutex mu_;
   std::list<std::shared_ptr<Subscription>> subs_;  // GUARDED_BY(mu_)
+  bool closed_ = false;                            // GUARDED_BY(mu_)
 };
 
 }  // namespace berth::events

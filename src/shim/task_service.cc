@@ -2,6 +2,9 @@
 
 #include <malloc.h>
 #include <sys/mount.h>
+
+#include <optional>
+#include <set>
 #include <google/protobuf/timestamp.pb.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -219,6 +222,12 @@ struct TaskService::Entry {
   oci::StdioSpec stdio;
   // Wait callers per exec id ("" = init). GUARDED_BY(TaskService::mu_)
   std::map<std::string, std::vector<ttrpc::TypedResponder<task::WaitResponse>>> waiters;
+  // Exec ids ("" = init) whose Start is running, and exits seen meanwhile: their /tasks/exit
+  // is held back until Start has published /tasks/start (containerd's shim holds eventSendMu
+  // across Start for the same reason). dockerd drops an init exit that arrives before it knows
+  // the pid, and `docker run` then hangs. GUARDED_BY(TaskService::mu_)
+  std::set<std::string> starting;
+  std::map<std::string, oci::Exit> held_exits;
 };
 
 TaskService::TaskService(oci::RuntimeEnv* env, ttrpc::EventLoop& loop, ttrpc::Server& server,
@@ -298,6 +307,14 @@ Result<std::shared_ptr<TaskService::Entry>> TaskService::Get(const std::string& 
 
 void TaskService::HandleExit(const std::string& id, const std::string& exec_id,
                              const oci::Exit& exit) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = containers_.find(id);
+    if (it != containers_.end() && it->second->starting.contains(exec_id)) {
+      it->second->held_exits[exec_id] = exit;  // Start publishes it after /tasks/start
+      return;
+    }
+  }
   ev::TaskExit e;
   e.set_container_id(id);
   e.set_id(exec_id.empty() ? id : exec_id);
@@ -427,7 +444,29 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
 
 Result<task::StartResponse> TaskService::Start(const task::StartRequest& req) {
   ASSIGN_OR_RETURN(auto e, Get(req.id()));
-  ASSIGN_OR_RETURN(pid_t pid, e->c->Start(req.exec_id()));
+  {
+    std::lock_guard lock(mu_);
+    e->starting.insert(req.exec_id());
+  }
+  // Ends the hold on exits (see Entry::starting) and publishes one that came meanwhile.
+  auto release_exit = [&] {
+    std::optional<oci::Exit> held;
+    {
+      std::lock_guard lock(mu_);
+      e->starting.erase(req.exec_id());
+      if (auto it = e->held_exits.find(req.exec_id()); it != e->held_exits.end()) {
+        held = it->second;
+        e->held_exits.erase(it);
+      }
+    }
+    if (held) HandleExit(req.id(), req.exec_id(), *held);
+  };
+  auto started = e->c->Start(req.exec_id());
+  if (!started) {
+    release_exit();
+    return std::unexpected(started.error());
+  }
+  pid_t pid = *started;
   if (req.exec_id().empty()) {
     ev::TaskStart ev;
     ev.set_container_id(req.id());
@@ -440,6 +479,7 @@ Result<task::StartResponse> TaskService::Start(const task::StartRequest& req) {
     ev.set_pid(static_cast<uint32_t>(pid));
     publisher_.Publish("/tasks/exec-started", ev);
   }
+  release_exit();
   task::StartResponse resp;
   resp.set_pid(static_cast<uint32_t>(pid));
   return resp;

@@ -250,8 +250,10 @@ void Manager::CloseShim(const std::shared_ptr<Shim>& shim) {
   int fd = shim->log_fd_;
   shim->log_fd_ = -1;
   if (fd >= 0) {
-    // Unwatch and close on the loop thread, after any pending read.
-    ttrpc::EventLoop* loop = &loop_->loop();
+    // Unwatch and close on the loop thread, after any pending read. The task captures the loop,
+    // not `this`: ~Manager closes shims and then resets loop_, whose thread runs what is still
+    // posted while loop_ already reads null (berthd crashed on SIGTERM with tasks running).
+    auto* loop = &loop_->loop();
     if (!loop->Post([loop, fd] {
           loop->Unwatch(fd);
           ::close(fd);

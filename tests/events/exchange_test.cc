@@ -107,6 +107,17 @@ TEST(ExchangeTest, CloseAllWakesWaiters) {
   EXPECT_EQ(r.error().code(), Code::kUnavailable);
 }
 
+// dockerd re-subscribes as soon as its stream ends; during shutdown the new stream must end at
+// once too, or it holds berthd's stop for the whole grace period.
+TEST(ExchangeTest, SubscribeAfterCloseAllStartsClosed) {
+  Exchange ex;
+  ex.CloseAll();
+  auto sub = ex.Subscribe(filters::Filter());
+  auto r = sub->Next(milliseconds(5000));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Code::kUnavailable);
+}
+
 TEST(ExchangeTest, UnsubscribedGetsNothing) {
   Exchange ex;
   auto sub = ex.Subscribe(filters::Filter());

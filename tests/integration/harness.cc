@@ -267,6 +267,8 @@ bool DaemonTest::StartDaemon(const std::vector<std::string>& extra_args) {
                                    "--root",  root_,    "--state",  state_,
                                    "--address", socket_, "--log-level", "debug"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  argv.insert(argv.begin(), daemon_wrapper_.begin(), daemon_wrapper_.end());
+  if (!daemon_config_.empty()) WriteFileBytes(tmp_ + "/config.toml", daemon_config_);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);

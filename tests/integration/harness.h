@@ -227,6 +227,12 @@ class DaemonTest : public ::testing::Test {
   // `berth --address <socket> --namespace <ns> args...`
   RunResult Berth(const std::vector<std::string>& args, const std::string& ns = "default");
 
+  // Set before DaemonTest::SetUp to change how berthd starts: `daemon_wrapper_` prefixes its
+  // argv (an absolute path first, e.g. /usr/bin/unshare ... to give it a private mount
+  // namespace), `daemon_config_` is written to its config.toml.
+  std::vector<std::string> daemon_wrapper_;
+  std::string daemon_config_;
+
   std::string tmp_;      // removed in TearDown
   std::string root_;     // tmp_/root
   std::string state_;    // tmp_/state
