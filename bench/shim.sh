@@ -14,7 +14,7 @@
 # (removed when it exits); its runc state goes to the temp dir (--runc-root).
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-20}
-SHIM=${SHIM:-$BENCH_HERE/../build/src/shim/containerd-shim-berth-v2}
+SHIM=${SHIM:-$BENCH_HERE/../build/bin/containerd-shim-berth-v2}
 [[ -x $SHIM ]] || { echo "build containerd-shim-berth-v2 first (scripts/build.sh)" >&2; exit 1; }
 [[ -x /bin/busybox ]] || { echo "needs /bin/busybox" >&2; exit 1; }
 SHIM=$(readlink -f "$SHIM")

@@ -7,8 +7,9 @@
 #     shims' RSS (and PSS) per daemon.
 # Prints berthd/containerd ratios. Not a test.
 #   bench/tasks.sh [RUNS=20] [CONTAINERS=50]
-# Env: BERTH_SHIM = the shim berthd runs for io.containerd.runc.v2 (default: our
-#   build/src/shim/containerd-shim-berth-v2; "default" = berthd's own mapping, no config);
+# Env: BERTH_SHIM = the shim berthd runs for io.containerd.runc.v2 (default: "default" =
+#   berthd's own mapping, our containerd-shim-berth-v2 next to berthd; or a shim path such as
+#   /usr/bin/containerd-shim-runc-v2);
 #   CRUN=/usr/bin/crun ("" skips the crun series).
 # Isolation: the script re-executes itself in a private mount namespace with a fresh tmpfs on
 # /run, so both daemons, the shims (their sockets: /run/containerd/s, /run/berth/s), runc/crun
@@ -24,7 +25,7 @@ RUNS=${1:-20}
 NCONT=${2:-50}
 WARMUP=2
 CRUN=${CRUN-/usr/bin/crun}
-BERTH_SHIM=${BERTH_SHIM:-$HERE/../build/src/shim/containerd-shim-berth-v2}
+BERTH_SHIM=${BERTH_SHIM:-default}
 if [[ $BERTH_SHIM != default ]]; then
   [[ -x $BERTH_SHIM ]] || { echo "no shim at $BERTH_SHIM (build first)" >&2; exit 1; }
   BERTH_SHIM=$(readlink -f "$BERTH_SHIM")
