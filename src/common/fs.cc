@@ -58,8 +58,10 @@ Status EnsureDir(const std::string& path, mode_t mode, bool tighten_existing) {
   return Status::Ok();
 }
 
-Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
-  std::string dir = Dirname(path);
+namespace {
+
+Status WriteFileRenamed(const std::string& path, std::string_view data, mode_t mode,
+                        bool durable) {
   std::string tmpl = path + ".tmp-XXXXXX";
   int raw = ::mkostemp(tmpl.data(), O_CLOEXEC);
   if (raw < 0) return StatusFromErrno(errno, "create temp file for " + path);
@@ -70,15 +72,27 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mo
   };
   if (::fchmod(fd.get(), mode) != 0) return fail(StatusFromErrno(errno, "chmod " + tmpl));
   if (Status s = WriteAll(fd.get(), data, tmpl); !s.ok()) return fail(s);
-  if (::fsync(fd.get()) != 0) return fail(StatusFromErrno(errno, "fsync " + tmpl));
+  if (durable && ::fsync(fd.get()) != 0) return fail(StatusFromErrno(errno, "fsync " + tmpl));
   fd.reset();
   if (::rename(tmpl.c_str(), path.c_str()) != 0) {
     return fail(StatusFromErrno(errno, "rename " + tmpl));
   }
+  if (!durable) return Status::Ok();
+  std::string dir = Dirname(path);
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dfd.valid()) return StatusFromErrno(errno, "open " + dir);
   if (::fsync(dfd.get()) != 0) return StatusFromErrno(errno, "fsync " + dir);
   return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
+  return WriteFileRenamed(path, data, mode, /*durable=*/true);
+}
+
+Status WriteFileReplace(const std::string& path, std::string_view data, mode_t mode) {
+  return WriteFileRenamed(path, data, mode, /*durable=*/false);
 }
 
 Result<std::string> ReadFile(const std::string& path, size_t max_size) {

@@ -85,9 +85,11 @@ class CallCounter final : public grpc::experimental::ServerInterceptorFactoryInt
  public:
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    // A Wait lasts as long as its process: not work that a graceful stop waits for (Shutdown
-    // cancels it, as containerd's clients see when the daemon goes).
-    if (info && std::string_view(info->method()) == "/containerd.services.tasks.v1.Tasks/Wait") {
+    // A Wait lasts as long as its process, a Subscribe as long as its client: not work that
+    // a stop waits for.
+    if (info && (std::string_view(info->method()) == "/containerd.services.tasks.v1.Tasks/Wait" ||
+                 std::string_view(info->method()) ==
+                     "/containerd.services.events.v1.Events/Subscribe")) {
       return nullptr;
     }
     return new Counted(in_flight_);
@@ -286,6 +288,19 @@ Status Daemon::Start() {
   spdlog::info("berthd {} serving on {} (root {}, state {})", BERTH_VERSION, cfg_.address,
                cfg_.root, cfg_.state);
   return Status::Ok();
+}
+
+void Daemon::DrainForExit(std::chrono::milliseconds grace) {
+  if (stopped_ || !server_) return;
+  stopped_ = true;
+  spdlog::info("stopping: letting in-flight calls finish");
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (calls_->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::unlink(cfg_.address.c_str());
+  ::unlink((cfg_.address + ".ttrpc").c_str());
+  spdlog::info("stopped");
 }
 
 void Daemon::Stop(std::chrono::milliseconds grace) {

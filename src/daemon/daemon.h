@@ -41,6 +41,12 @@ class Daemon {
   Status Start();
   // Lets in-flight calls finish (up to `grace`), ends streams, removes the socket.
   void Stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+  // The process is about to exit: lets in-flight calls finish (up to `grace`) and removes the
+  // sockets, but leaves streams open and gRPC running, so clients see the connection drop
+  // (Unavailable) when the process ends, as with containerd. A graceful Shutdown would cancel
+  // streams with CANCELLED, which dockerd takes for "stop listening to events" for good.
+  // Nothing else is needed: every store commit is already durable (kill -9 safe).
+  void DrainForExit(std::chrono::milliseconds grace = std::chrono::seconds(10));
 
   const Config& config() const { return cfg_; }
 

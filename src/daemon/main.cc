@@ -59,10 +59,10 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  daemon->Stop();
-  daemon.reset();  // closes the metadata database
+  daemon->DrainForExit();
   spdlog::shutdown();
-  // Everything is durable now. Skip static destructors: gRPC's global shutdown can sit for
-  // seconds joining an idle executor thread, and nothing it would do matters any more.
+  // Everything is durable (each metadata commit is; the WAL is replayed on open). Skip the
+  // gRPC shutdown and static destructors: clients see the connection drop, as when containerd
+  // exits, and gRPC's global shutdown can sit for seconds joining an idle executor thread.
   std::_Exit(0);
 }

@@ -38,7 +38,6 @@
 #include "common/mount.h"
 #include "shim/options.h"
 #include "shim/publisher.h"
-#include "shim/run_file.h"
 #include "shim/sha256.h"
 #include "shim/task_service.h"
 #include "ttrpc/server.h"
@@ -280,14 +279,15 @@ int Start(const Flags& f, char** argv) {
       return 1;
     }
     opts = *o;
-    if (Status st = WriteRunFile(bundle + "/options.json", OptionsToJson(opts)); !st.ok()) {
+    if (Status st = WriteFileReplace(bundle + "/options.json", OptionsToJson(opts), 0600);
+        !st.ok()) {
       Fail(st.ToString());
       return 1;
     }
   }
 
   auto publish = [&]() -> int {
-    if (Status st = WriteRunFile(bundle + "/address", address); !st.ok()) {
+    if (Status st = WriteFileReplace(bundle + "/address", address, 0600); !st.ok()) {
       Fail(st.ToString());
       return 1;
     }

@@ -16,7 +16,6 @@
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
 #include "common/mount.h"
 #include "shim/options.h"
-#include "shim/run_file.h"
 
 namespace berth::shim {
 
@@ -365,7 +364,7 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
     auto o = DecodeOptions(req.options());
     if (!o) return fail(o.error());
     opts = *o;
-    (void)WriteRunFile(bundle + "/options.json", OptionsToJson(opts));
+    (void)WriteFileReplace(bundle + "/options.json", OptionsToJson(opts), 0600);
   } else if (auto text = ReadFile(bundle + "/options.json")) {
     auto o = OptionsFromJson(*text);
     if (!o) return fail(o.error());
@@ -380,7 +379,7 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
   ro.log_path = bundle + "/log.json";
   auto rt = oci::CliRuntime::Create(env_->reaper(), ro, env_->cgroups());
   if (!rt) return fail(rt.error());
-  (void)WriteRunFile(bundle + "/runtime", opts.binary_name);
+  (void)WriteFileReplace(bundle + "/runtime", opts.binary_name, 0600);
 
   std::vector<berth::Mount> mounts;
   for (const auto& m : req.rootfs()) {

@@ -452,7 +452,7 @@ Result<std::shared_ptr<Shim>> Manager::CreateTask(const CreateOptions& o) {
   if (::mkdir((bundle + "/rootfs").c_str(), 0711) != 0) {
     return std::unexpected(StatusFromErrno(errno, "mkdir rootfs"));
   }
-  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", o.spec, 0644));
+  RETURN_IF_ERROR(WriteFileReplace(bundle + "/config.json", o.spec, 0644));
   std::string logp = bundle + "/log";
   if (::mkfifo(logp.c_str(), 0700) != 0) return std::unexpected(StatusFromErrno(errno, "mkfifo log"));
   int logfd = ::open(logp.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -473,8 +473,8 @@ Result<std::shared_ptr<Shim>> Manager::CreateTask(const CreateOptions& o) {
                                    "start"};
   // Before `start`: recovery after a crash in the middle runs this binary's `delete`.
   shim->binary_ = binary;
-  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/shim-binary-path", binary, 0600));
-  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/runtime", o.runtime, 0600));
+  RETURN_IF_ERROR(WriteFileReplace(bundle + "/shim-binary-path", binary, 0600));
+  RETURN_IF_ERROR(WriteFileReplace(bundle + "/runtime", o.runtime, 0600));
   started = true;  // from here on, a failed start may have left a shim behind
   std::vector<std::string> env = ShimEnv();
   env.push_back("GOMAXPROCS=2");
