@@ -429,12 +429,15 @@ TEST_P(DockerOnBerthTest, ContainerSurvivesBerthdRestart) {
                      "--"};
   ASSERT_TRUE(StartDaemon());
   ASSERT_EQ(ReadLink("/proc/" + std::to_string(daemon_pid_) + "/ns/mnt"), mnt_ns_);
-  // dockerd redials on its own; the first calls may still see the old connection fail.
-  for (int i = 0; i < 60; ++i) {
-    r = Docker({"exec", "c1", "echo", "after restart"});
+  // dockerd redials on its own; the first calls may still see the old connection fail. An
+  // exec that hangs (dockerd lost its event stream and never sees the exit) fails the test
+  // within a minute instead of holding it for ctest's timeout.
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  do {
+    r = Docker({"exec", "c1", "echo", "after restart"}, "", 20);
     if (r.exit_code == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
+  } while (std::chrono::steady_clock::now() < give_up);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "after restart\n");
   r = Docker({"rm", "-f", "c1"});
