@@ -14,6 +14,7 @@
 #include "github.com/containerd/containerd/api/events/container.pb.h"
 #include "github.com/containerd/containerd/api/services/containers/v1/containers.grpc.pb.h"
 #include "github.com/containerd/containerd/api/services/events/v1/events.grpc.pb.h"
+#include "event_recorder.h"
 #include "harness.h"
 
 namespace berth::testing {
@@ -382,25 +383,8 @@ TEST_F(CtrContainersTest, GrpcUpdateMasksAndErrors) {
 }
 
 TEST_F(CtrContainersTest, EventsForCreateUpdateDelete) {
-  auto channel = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
-  auto events = ev1::Events::NewStub(channel);
-  grpc::ClientContext sub_ctx;
-  ev1::SubscribeRequest sub;
-  sub.add_filters("topic~=\"^/containers/\"");
-  auto reader = events->Subscribe(&sub_ctx, sub);
-  std::mutex mu;
-  std::vector<ev1::Envelope> got;
-  std::thread th([&] {
-    ev1::Envelope env;
-    while (reader->Read(&env)) {
-      std::lock_guard lock(mu);
-      got.push_back(env);
-    }
-  });
-  auto count = [&] {
-    std::lock_guard lock(mu);
-    return got.size();
-  };
+  EventRecorder recorder(socket_, {"topic~=\"^/containers/\""});
+  auto count = [&] { return recorder.Count(); };
   // The subscription is asynchronous: create probe containers until one is seen.
   std::string rootfs = tmp_ + "/rootfs";
   fs::create_directories(rootfs);
@@ -418,8 +402,8 @@ TEST_F(CtrContainersTest, EventsForCreateUpdateDelete) {
   for (int i = 0; i < 50 && count() < before + 3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  sub_ctx.TryCancel();
-  th.join();
+  recorder.Stop();
+  std::vector<ev1::Envelope> got = recorder.Events();
   ASSERT_GE(got.size(), before + 3);
   const ev1::Envelope& create = got[before];
   const ev1::Envelope& update = got[before + 1];

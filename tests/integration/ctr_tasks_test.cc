@@ -23,6 +23,7 @@
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/api/services/events/v1/events.grpc.pb.h"
 #include "github.com/containerd/containerd/api/services/tasks/v1/tasks.grpc.pb.h"
+#include "event_recorder.h"
 #include "harness.h"
 
 namespace berth::testing {
@@ -287,26 +288,10 @@ TEST_P(CtrTasksTest, ShimDeathWhileRunningForgetsTask) {
 
 // The shim's events travel over the daemon's `<socket>.ttrpc` Forward endpoint into the exchange.
 TEST_P(CtrTasksTest, ShimEventsReachSubscribers) {
-  namespace ev1 = containerd::services::events::v1;
-  auto channel = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
-  auto events = ev1::Events::NewStub(channel);
-  grpc::ClientContext sub_ctx;
-  ev1::SubscribeRequest sub;
-  sub.add_filters("namespace==" + ns_ + ",topic~=\"^/tasks/\"");
-  auto reader = events->Subscribe(&sub_ctx, sub);
-  std::mutex mu;
-  std::vector<ev1::Envelope> got;
-  std::thread th([&] {
-    ev1::Envelope env;
-    while (reader->Read(&env)) {
-      std::lock_guard lock(mu);
-      got.push_back(env);
-    }
-  });
+  EventRecorder recorder(socket_, {"namespace==" + ns_ + ",topic~=\"^/tasks/\""});
   auto topics = [&](const std::string& id) {
-    std::lock_guard lock(mu);
     std::vector<std::string> out;
-    for (const auto& e : got) {
+    for (const auto& e : recorder.Events()) {
       if (e.topic() == "/tasks/exit") {
         containerd::events::TaskExit x;
         x.ParseFromString(e.event().value());
@@ -327,8 +312,7 @@ TEST_P(CtrTasksTest, ShimEventsReachSubscribers) {
   for (int i = 0; i < 50 && topics("ev").size() < 4; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  sub_ctx.TryCancel();
-  th.join();
+  recorder.Stop();
   EXPECT_EQ(topics("ev"), (std::vector<std::string>{"/tasks/create", "/tasks/start",
                                                     "/tasks/exit:4", "/tasks/delete"}));
 }
