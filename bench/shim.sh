@@ -59,7 +59,8 @@ cleanup_tasks() {
   for id in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$id" >/dev/null 2>&1 || true; done
   for id in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$id" >/dev/null 2>&1 || true; done
 }
-trap 'cleanup_tasks; cleanup_both' EXIT
+# runc leaves the namespace's cgroup parents: remove the empty ones at the end.
+trap 'cleanup_tasks; cleanup_both; rmdir /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/"$NS" 2>/dev/null || true' EXIT
 
 # runtime_flags KIND: ctr run flags selecting runc-shim | berth-runc | berth-crun.
 runtime_flags() {

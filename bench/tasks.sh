@@ -116,6 +116,8 @@ finish() {
   cleanup_tasks "$BERTH_SOCK" berth || true
   cleanup_tasks "$CTRD_SOCK" ctrd || true
   cleanup_both
+  # runc leaves the namespace's cgroup parents (/sys/fs/cgroup/<ctl>/$NS): remove the empty ones.
+  rmdir /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/"$NS" 2>/dev/null || true
   # Shims exit after their task is deleted; anything left in this namespace dies with us, but
   # say so if it happens.
   sleep 1

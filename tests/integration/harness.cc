@@ -918,6 +918,17 @@ void BuildBusyboxRootfs(const std::string& dir) {
   }
 }
 
+void RemoveNamespaceCgroups(const std::string& ns) {
+  namespace fs = std::filesystem;
+  if (ns.empty() || ns.find('/') != std::string::npos || ns == "." || ns == "..") return;
+  std::error_code ec;
+  for (const auto& ctl : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+    fs::path dir = ctl.path() / ns;
+    if (fs::is_directory(dir, ec)) ::rmdir(dir.c_str());
+  }
+  ::rmdir(("/sys/fs/cgroup/" + ns).c_str());
+}
+
 void TasksTest::SetUp() {
   if (::access("/bin/busybox", X_OK) != 0) GTEST_SKIP() << "needs busybox-static";
   DaemonTest::SetUp();
@@ -944,13 +955,7 @@ void TasksTest::TearDown() {
   if (!tmp_.empty()) UnmountUnder(tmp_);
   DaemonTest::TearDown();
   // runc removes /<ns>/<id> but leaves the namespace's cgroup parent (as under containerd).
-  if (ns_.empty()) return;
-  std::error_code ec;
-  for (const auto& ctl : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    fs::path dir = ctl.path() / ns_;
-    if (fs::is_directory(dir, ec)) ::rmdir(dir.c_str());
-  }
-  ::rmdir(("/sys/fs/cgroup/" + ns_).c_str());
+  RemoveNamespaceCgroups(ns_);
 }
 
 std::string TasksTest::TaskStatus(const std::string& id) {

@@ -245,6 +245,10 @@ class DaemonTest : public ::testing::Test {
 // empty directories runc mounts over (proc sys dev tmp etc run).
 void BuildBusyboxRootfs(const std::string& dir);
 
+// Removes the cgroup parents runc leaves for a containerd namespace (/sys/fs/cgroup/<ctl>/<ns>
+// on cgroup v1, /sys/fs/cgroup/<ns> on v2); only empty ones go.
+void RemoveNamespaceCgroups(const std::string& ns);
+
 // A DaemonTest for running containers: a unique namespace (so cgroups never collide), a
 // busybox-static rootfs and a runc root under the temp dir. Skips without /bin/busybox.
 // TearDown kills and deletes whatever tasks and containers a test left, unmounts what is

@@ -63,6 +63,7 @@ class ShimContainerdTest : public ::testing::Test {
       Ctr({"containers", "delete", id});
     }
     daemon_.Stop();
+    RemoveNamespaceCgroups(ns_);  // runc leaves the namespace's cgroup parents
     // The shim kept to BERTH_SHIM_RUN_DIR: no socket or runtime state under /run/berth.
     EXPECT_FALSE(fs::exists("/run/berth/runc/" + ns_));
     // Every shim removed its socket when it exited.
