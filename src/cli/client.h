@@ -19,6 +19,10 @@ namespace berth::cli {
 inline constexpr char kDefaultAddress[] = "/run/berth/berthd.sock";
 inline constexpr char kNamespaceHeader[] = "containerd-namespace";
 inline constexpr char kLeaseHeader[] = "containerd-lease";
+// GC labels the CLI sets: a lease's expiry (RFC 3339) and a config's unpacked snapshot
+// (suffix: the snapshotter).
+inline constexpr char kExpireLabel[] = "containerd.io/gc.expire";
+inline constexpr char kSnapshotRefLabel[] = "containerd.io/gc.ref.snapshot.";
 inline constexpr int kMaxMessageSize = 16 << 20;  // containerd's client default
 
 class Client {

@@ -22,8 +22,6 @@ namespace iapi = containerd::services::images::v1;
 namespace lapi = containerd::services::leases::v1;
 namespace sapi = containerd::services::snapshots::v1;
 
-constexpr char kExpireLabel[] = "containerd.io/gc.expire";
-constexpr char kSnapshotRefLabel[] = "containerd.io/gc.ref.snapshot.";
 constexpr auto kLeaseLifetime = std::chrono::hours(24);
 
 struct MountArgs {

@@ -13,7 +13,6 @@ namespace {
 
 namespace lapi = containerd::services::leases::v1;
 
-constexpr char kExpireLabel[] = "containerd.io/gc.expire";
 
 Result<std::unique_ptr<lapi::Leases::Stub>> Stub(Cli& cli) {
   ASSIGN_OR_RETURN(Client * client, cli.client());

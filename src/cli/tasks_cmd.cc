@@ -42,7 +42,6 @@ using nlohmann::json;
 constexpr char kDefaultRuntime[] = "io.containerd.runc.v2";
 constexpr char kRuncOptionsType[] = "containerd.runc.v1.Options";
 constexpr char kStopSignalLabel[] = "io.containerd.image.config.stop-signal";
-constexpr char kExpireLabel[] = "containerd.io/gc.expire";
 // How long to wait for the shim to close a finished process's stdout/stderr.
 constexpr auto kOutputDrain = std::chrono::seconds(10);
 

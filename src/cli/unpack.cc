@@ -28,7 +28,6 @@ constexpr char kDockerList[] = "application/vnd.docker.distribution.manifest.lis
 constexpr char kOciManifest[] = "application/vnd.oci.image.manifest.v1+json";
 constexpr char kDockerManifest[] = "application/vnd.docker.distribution.manifest.v2+json";
 constexpr char kUncompressedLabel[] = "containerd.io/uncompressed";
-constexpr char kSnapshotRefLabel[] = "containerd.io/gc.ref.snapshot.";
 // Manifests, indexes and configs are small; a bigger "manifest" is not one.
 constexpr int64_t kMaxMetadataBlob = 8 << 20;
 constexpr int kMaxIndexDepth = 8;

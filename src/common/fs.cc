@@ -13,14 +13,14 @@ void UniqueFd::reset(int fd) {
   fd_ = fd;
 }
 
-namespace {
-
 std::string Dirname(const std::string& path) {
   auto pos = path.find_last_of('/');
   if (pos == std::string::npos) return ".";
   if (pos == 0) return "/";
   return path.substr(0, pos);
 }
+
+namespace {
 
 Status WriteAll(int fd, std::string_view data, const std::string& what) {
   while (!data.empty()) {

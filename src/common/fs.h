@@ -45,6 +45,8 @@ Status EnsureDir(const std::string& path, mode_t mode, bool tighten_existing = f
 // Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync
 // the directory. A crash leaves either the old file or the new one, never a mix.
 Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode);
+// "a/b/c" → "a/b", "/c" → "/", "c" → ".".
+std::string Dirname(const std::string& path);
 // The same without the fsyncs: a crash of the process (kill -9) still leaves the old file or
 // the new one, a power loss may leave neither. For files in a state dir (/run: tmpfs on a
 // normal host, meaningless after a reboot) — bundle files, where each fsync pair cost ~6 ms on a

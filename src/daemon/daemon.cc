@@ -111,16 +111,6 @@ class CallCounter final : public grpc::experimental::ServerInterceptorFactoryInt
   std::atomic<int> in_flight_{0};
 };
 
-namespace {
-
-std::string Dirname(const std::string& path) {
-  auto pos = path.find_last_of('/');
-  if (pos == std::string::npos) return ".";
-  return pos == 0 ? "/" : path.substr(0, pos);
-}
-
-}  // namespace
-
 Status ClaimSocket(const std::string& path) {
   sockaddr_un addr{};
   if (path.size() >= sizeof(addr.sun_path)) {
