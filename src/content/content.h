@@ -23,13 +23,20 @@
 // The backend Store below knows nothing of namespaces, labels or leases: those live in the
 // metadata database (metadata/content_store.h), which also decides what garbage collection
 // may delete. Blobs are shared on disk by every namespace that references them.
+//
+// What clients of content use (the Content and Diff services, the differ) is the namespaced
+// view at the end of this file, split into containerd's roles (core/content/content.go):
+// Provider reads, Manager handles committed blobs, Ingester writes and manages ingests.
+// Today metadata::ContentStore implements all three; a proxy to a remote store can later.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "common/validate.h"
@@ -133,5 +140,62 @@ class Store {
   virtual berth::Status WalkIngests(
       const std::function<berth::Status(const IngestStatus&)>& fn) = 0;
 };
+
+// ---- The namespaced view: every call names the namespace (validated by the caller) and,
+// where it creates or drops references, the lease ("" = none) it acts under.
+
+// Reads committed blobs visible in a namespace (containerd's content.Provider).
+class Provider {
+ public:
+  virtual ~Provider() = default;
+  // Errors: InvalidArgument (digest), NotFound (not in this namespace).
+  virtual Result<std::unique_ptr<ReaderAt>> OpenReader(const std::string& ns,
+                                                       std::string_view digest) const = 0;
+};
+
+// Committed blobs of a namespace: info, labels, listing, removal (containerd's
+// content.Manager).
+class Manager {
+ public:
+  virtual ~Manager() = default;
+  // Errors: InvalidArgument (digest), NotFound (not in this namespace).
+  virtual Result<content::Info> Info(const std::string& ns, std::string_view digest) const = 0;
+  // Edits labels by field mask (none or "labels" replace all, "labels.<key>" one key; any
+  // other path is InvalidArgument). Errors: InvalidArgument, NotFound.
+  virtual Result<content::Info> Update(const std::string& ns, const content::Info& info,
+                                       const std::vector<std::string>& fieldpaths) = 0;
+  // Blobs of the namespace matching any of `filters` (fields `digest`, `labels.<key>`).
+  virtual Result<std::vector<content::Info>> List(
+      const std::string& ns, std::span<const std::string> filters = {}) const = 0;
+  // Removes the blob from the namespace (and from `lease`); the bytes go when nothing else
+  // references them. Errors: InvalidArgument, NotFound.
+  virtual berth::Status Delete(const std::string& ns, std::string_view lease,
+                               std::string_view digest) = 0;
+};
+
+// Writes blobs through resumable ingests, and manages those ingests (containerd's
+// content.Ingester + content.IngestManager).
+class Ingester {
+ public:
+  virtual ~Ingester() = default;
+  // Opens (or resumes) ingest `ref`; `total` (> 0) and `expected` ("" = unknown) describe the
+  // blob. Errors: InvalidArgument (empty ref, bad digest), AlreadyExists (expected digest
+  // already in the namespace), Unavailable ("ref ... locked"), NotFound (lease).
+  virtual Result<std::unique_ptr<Writer>> OpenWriter(const std::string& ns,
+                                                     std::string_view lease, std::string_view ref,
+                                                     int64_t total,
+                                                     std::string_view expected) = 0;
+  // Errors: NotFound.
+  virtual Result<IngestStatus> Status(const std::string& ns, std::string_view ref) const = 0;
+  // Active ingests of the namespace matching any of `filters` (field `ref`).
+  virtual Result<std::vector<IngestStatus>> ListStatuses(
+      const std::string& ns, std::span<const std::string> filters = {}) const = 0;
+  // Discards ingest `ref`. Errors: NotFound, Unavailable (a writer is using it).
+  virtual berth::Status Abort(const std::string& ns, std::string_view lease,
+                              std::string_view ref) = 0;
+};
+
+// All three roles: what the Content service serves. Thread-safe.
+class NamespacedStore : public Provider, public Manager, public Ingester {};
 
 }  // namespace berth::content

@@ -254,8 +254,10 @@ Status Daemon::Start() {
   services_.push_back(
       std::make_unique<services::SnapshotsService>(std::move(snapshotters), *exchange_, *gc_));
   // Diff.Apply unpacks layers; temp mount points live under <root>/tmpmounts as in containerd.
-  services_.push_back(std::make_unique<services::DiffService>(*content_, cfg_.root + "/tmpmounts"));
-  services_.push_back(std::make_unique<services::TasksService>(*tasks_, *containers_));
+  differ_ = std::make_unique<diff::WalkingDiffer>(*content_, cfg_.root + "/tmpmounts");
+  services_.push_back(std::make_unique<services::DiffService>(*differ_, *differ_));
+  runtime_ = std::make_unique<tasks::ShimRuntime>(*tasks_);
+  services_.push_back(std::make_unique<services::TasksService>(*runtime_, *containers_));
 
   // grpc.health.v1.Health answers SERVING for "" (clients' IsServing()).
   grpc::EnableDefaultHealthCheckService(true);

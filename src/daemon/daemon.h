@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "content/local/store.h"
 #include "daemon/config.h"
+#include "diff/walking_differ.h"
 #include "events/exchange.h"
 #include "gc/gc.h"
 #include "metadata/container_store.h"
@@ -24,6 +25,7 @@
 #include "metadata/snapshot_store.h"
 #include "snapshots/snapshotter.h"
 #include "tasks/shim_manager.h"
+#include "tasks/shim_runtime.h"
 #include "ttrpc/event_loop.h"
 #include "ttrpc/server.h"
 
@@ -62,6 +64,7 @@ class Daemon {
   std::unique_ptr<metadata::ContainerStore> containers_;
   std::unique_ptr<content::LocalStore> content_local_;  // blobs and ingests on disk
   std::unique_ptr<metadata::ContentStore> content_;      // per-namespace view of them
+  std::unique_ptr<diff::WalkingDiffer> differ_;         // Diff.Apply / Diff.Diff
   std::vector<std::unique_ptr<snapshots::Backend>> snapshot_backends_;  // native, overlayfs
   std::vector<std::unique_ptr<metadata::SnapshotStore>> snapshotters_;
   std::unique_ptr<gc::Collector> gc_;
@@ -70,6 +73,7 @@ class Daemon {
   std::unique_ptr<ttrpc::LoopThread> ttrpc_loop_;
   std::unique_ptr<ttrpc::Server> ttrpc_server_;
   std::unique_ptr<tasks::Manager> tasks_;  // shims; closing it leaves them running
+  std::unique_ptr<tasks::ShimRuntime> runtime_;  // tasks_ as the Tasks service's Runtime
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
   CallCounter* calls_ = nullptr;  // owned by server_

@@ -66,7 +66,8 @@ class Exchange {
 
   // Validates namespace and topic, stamps the time, delivers to matching subscribers.
   Status Publish(Envelope env);
-  // Re-broadcasts a complete envelope (from a shim); validates the same fields.
+  // Re-broadcasts a complete envelope (from a shim); validates namespace and topic only (the
+  // event may be empty, as containerd allows).
   Status Forward(Envelope env);
 
   // The subscription stays registered until Unsubscribe (or the exchange dies).

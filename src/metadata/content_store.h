@@ -52,51 +52,54 @@ namespace berth::metadata {
 // How long an ingest outside any lease stays a GC root after it was last opened.
 inline constexpr int64_t kIngestExpiryNanos = int64_t{24} * 3600 * 1000000000;
 
-class ContentStore {
+class ContentStore final : public content::NamespacedStore {
  public:
   ContentStore(Db& db, content::Store& backend) : db_(db), backend_(backend) {}
 
   // Errors: InvalidArgument (digest), NotFound (not in this namespace).
-  Result<content::Info> Info(const std::string& ns, std::string_view digest) const;
+  Result<content::Info> Info(const std::string& ns, std::string_view digest) const override;
 
   // Edits labels by field mask (ParseLabelMask rules: none/"labels" replace all,
   // "labels.<key>" one key); any other path is InvalidArgument. Sets updated_at.
   // Errors: InvalidArgument (digest, path, label size), NotFound.
   Result<content::Info> Update(const std::string& ns, const content::Info& info,
-                               const std::vector<std::string>& fieldpaths);
+                               const std::vector<std::string>& fieldpaths) override;
 
   // Blobs of the namespace, by digest, matching any of `filters` (fields `digest`,
   // `labels.<key>`; `size` is never matched, as in containerd). Errors: InvalidArgument.
-  Result<std::vector<content::Info>> List(const std::string& ns,
-                                          std::span<const std::string> filters = {}) const;
+  Result<std::vector<content::Info>> List(
+      const std::string& ns, std::span<const std::string> filters = {}) const override;
 
   // Removes the blob from the namespace (row and labels; the file is GC's job) and from the
   // lease `lease` if given. Errors: InvalidArgument, NotFound.
-  berth::Status Delete(const std::string& ns, std::string_view lease, std::string_view digest);
+  berth::Status Delete(const std::string& ns, std::string_view lease,
+                       std::string_view digest) override;
 
   // Reader over a blob visible in the namespace. Errors: InvalidArgument, NotFound.
   Result<std::unique_ptr<content::ReaderAt>> OpenReader(const std::string& ns,
-                                                        std::string_view digest) const;
+                                                        std::string_view digest) const override;
 
   // The active ingest `ref` of the namespace (ref as the client named it).
   // Errors: NotFound (no such ingest, or it holds no data on disk yet).
-  Result<content::IngestStatus> Status(const std::string& ns, std::string_view ref) const;
+  Result<content::IngestStatus> Status(const std::string& ns,
+                                       std::string_view ref) const override;
 
   // Active ingests of the namespace matching any of `filters` (field `ref`), by ref.
   // Ingest rows without data on disk (shared writers) are left out, as containerd does.
   Result<std::vector<content::IngestStatus>> ListStatuses(
-      const std::string& ns, std::span<const std::string> filters = {}) const;
+      const std::string& ns, std::span<const std::string> filters = {}) const override;
 
   // Discards ingest `ref`: its data and its row; detaches it from `lease` if given.
   // Errors: NotFound, Unavailable (a writer is using it).
-  berth::Status Abort(const std::string& ns, std::string_view lease, std::string_view ref);
+  berth::Status Abort(const std::string& ns, std::string_view lease,
+                      std::string_view ref) override;
 
   // Opens a writer on `ref` per the rules above. `total` (> 0) and `expected` ("" = unknown)
   // describe the blob. Errors: InvalidArgument (empty ref, bad expected digest),
   // AlreadyExists, Unavailable, NotFound ("lease does not exist").
   Result<std::unique_ptr<content::Writer>> OpenWriter(const std::string& ns, std::string_view lease,
                                                       std::string_view ref, int64_t total,
-                                                      std::string_view expected);
+                                                      std::string_view expected) override;
 
   content::Store& backend() { return backend_; }
 

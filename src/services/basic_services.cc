@@ -31,10 +31,9 @@ grpc::Status VersionService::Version(grpc::ServerContext*, const google::protobu
 grpc::Status IntrospectionService::Plugins(grpc::ServerContext*,
                                            const cs::introspection::v1::PluginsRequest* req,
                                            cs::introspection::v1::PluginsResponse* resp) {
-  return Guard("Plugins", [&] {
+  return HandleNoNamespace("Plugins", [&]() -> Status {
     std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
-    auto filter = filters::ParseAll(exprs);
-    if (!filter) return ToGrpc(filter.error());
+    ASSIGN_OR_RETURN(filters::Filter filter, filters::ParseAll(exprs));
     for (const PluginInfo& p : plugins_) {
       // containerd's plugin adaptor answers only `type` and `id`.
       auto field = [&](std::span<const std::string> fp) -> std::optional<std::string> {
@@ -43,7 +42,7 @@ grpc::Status IntrospectionService::Plugins(grpc::ServerContext*,
         if (fp[0] == "id" && !p.id.empty()) return p.id;
         return std::nullopt;
       };
-      if (!filter->Match(field)) continue;
+      if (!filter.Match(field)) continue;
       auto* out = resp->add_plugins();
       out->set_type(p.type);
       out->set_id(p.id);
@@ -63,7 +62,7 @@ grpc::Status IntrospectionService::Plugins(grpc::ServerContext*,
         out->mutable_init_err()->set_message(p.init_error);
       }
     }
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
@@ -91,52 +90,50 @@ std::string EventNamespace(const grpc::ServerContext* ctx, const std::string& fa
 grpc::Status NamespacesService::Get(grpc::ServerContext*,
                                     const cs::namespaces::v1::GetNamespaceRequest* req,
                                     cs::namespaces::v1::GetNamespaceResponse* resp) {
-  return Guard("Namespaces.Get", [&] {
+  return HandleNoNamespace("Namespaces.Get", [&]() -> Status {
     // Never NotFound: an unknown namespace has no labels (clients read defaults this way).
-    auto labels = store_.GetLabels(req->name());
-    if (!labels) return ToGrpc(labels.error());
+    ASSIGN_OR_RETURN(Labels labels, store_.GetLabels(req->name()));
     resp->mutable_namespace_()->set_name(req->name());
-    for (const auto& [k, v] : *labels) (*resp->mutable_namespace_()->mutable_labels())[k] = v;
-    return grpc::Status::OK;
+    for (const auto& [k, v] : labels) (*resp->mutable_namespace_()->mutable_labels())[k] = v;
+    return Status::Ok();
   });
 }
 
 grpc::Status NamespacesService::List(grpc::ServerContext*,
                                      const cs::namespaces::v1::ListNamespacesRequest*,
                                      cs::namespaces::v1::ListNamespacesResponse* resp) {
-  return Guard("Namespaces.List", [&] {
+  return HandleNoNamespace("Namespaces.List", [&]() -> Status {
     // containerd ignores the request's filter string; so do we.
-    auto all = store_.List();
-    if (!all) return ToGrpc(all.error());
-    for (const auto& ns : *all) {
+    ASSIGN_OR_RETURN(auto all, store_.List());
+    for (const auto& ns : all) {
       auto* out = resp->add_namespaces();
       out->set_name(ns.name);
       for (const auto& [k, v] : ns.labels) (*out->mutable_labels())[k] = v;
     }
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status NamespacesService::Create(grpc::ServerContext* ctx,
                                        const cs::namespaces::v1::CreateNamespaceRequest* req,
                                        cs::namespaces::v1::CreateNamespaceResponse* resp) {
-  return Guard("Namespaces.Create", [&] {
+  return HandleNoNamespace("Namespaces.Create", [&]() -> Status {
     const auto& ns = req->namespace_();
     Labels labels(ns.labels().begin(), ns.labels().end());
-    if (Status s = store_.Create(ns.name(), labels); !s.ok()) return ToGrpc(s);
+    RETURN_IF_ERROR(store_.Create(ns.name(), labels));
     *resp->mutable_namespace_() = ns;
     containerd::events::NamespaceCreate ev;
     ev.set_name(ns.name());
     *ev.mutable_labels() = ns.labels();
     PublishEvent(exchange_, EventNamespace(ctx, ns.name()), "/namespaces/create", ev);
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status NamespacesService::Update(grpc::ServerContext* ctx,
                                        const cs::namespaces::v1::UpdateNamespaceRequest* req,
                                        cs::namespaces::v1::UpdateNamespaceResponse* resp) {
-  return Guard("Namespaces.Update", [&] {
+  return HandleNoNamespace("Namespaces.Update", [&]() -> Status {
     const auto& ns = req->namespace_();
     bool replace = false;
     metadata::LabelEdits edits;
@@ -153,7 +150,7 @@ grpc::Status NamespacesService::Update(grpc::ServerContext* ctx,
           replace = true;
           for (const auto& [k, v] : ns.labels()) edits.emplace_back(k, v);
         } else {
-          return ToGrpc(InvalidArgument("cannot update " + Quote(path) + " field"));
+          return InvalidArgument("cannot update " + Quote(path) + " field");
         }
       }
     } else {
@@ -161,27 +158,26 @@ grpc::Status NamespacesService::Update(grpc::ServerContext* ctx,
       replace = true;
       for (const auto& [k, v] : ns.labels()) edits.emplace_back(k, v);
     }
-    auto labels = store_.SetLabels(ns.name(), replace, edits);
-    if (!labels) return ToGrpc(labels.error());
+    ASSIGN_OR_RETURN(Labels labels, store_.SetLabels(ns.name(), replace, edits));
     resp->mutable_namespace_()->set_name(ns.name());
-    for (const auto& [k, v] : *labels) (*resp->mutable_namespace_()->mutable_labels())[k] = v;
+    for (const auto& [k, v] : labels) (*resp->mutable_namespace_()->mutable_labels())[k] = v;
     containerd::events::NamespaceUpdate ev;
     ev.set_name(ns.name());
     *ev.mutable_labels() = ns.labels();
     PublishEvent(exchange_, EventNamespace(ctx, ns.name()), "/namespaces/update", ev);
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status NamespacesService::Delete(grpc::ServerContext*,
                                        const cs::namespaces::v1::DeleteNamespaceRequest* req,
                                        google::protobuf::Empty*) {
-  return Guard("Namespaces.Delete", [&] {
-    if (Status s = store_.Delete(req->name()); !s.ok()) return ToGrpc(s);
+  return HandleNoNamespace("Namespaces.Delete", [&]() -> Status {
+    RETURN_IF_ERROR(store_.Delete(req->name()));
     containerd::events::NamespaceDelete ev;
     ev.set_name(req->name());
     PublishEvent(exchange_, req->name(), "/namespaces/delete", ev);
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
@@ -219,31 +215,29 @@ events::Envelope FromProto(const std::string& ns, const std::string& topic,
 grpc::Status EventsService::Publish(grpc::ServerContext* ctx,
                                     const cs::events::v1::PublishRequest* req,
                                     google::protobuf::Empty*) {
-  return Guard("Events.Publish", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
-    if (!req->has_event()) return ToGrpc(InvalidArgument("event must not be empty"));
-    return ToGrpc(exchange_.Publish(FromProto(*ns, req->topic(), req->event())));
+  return Handle("Events.Publish", ctx, [&](const CallCtx& c) -> Status {
+    if (!req->has_event()) return InvalidArgument("event must not be empty");
+    return exchange_.Publish(FromProto(c.ns, req->topic(), req->event()));
   });
 }
 
 grpc::Status EventsService::Forward(grpc::ServerContext*, const cs::events::v1::ForwardRequest* req,
                                     google::protobuf::Empty*) {
-  return Guard("Events.Forward", [&] {
+  return HandleNoNamespace("Events.Forward", [&]() -> Status {
     const auto& e = req->envelope();
-    return ToGrpc(ForwardEnvelope(exchange_, e.namespace_(), e.topic(),
-                                  e.has_timestamp() ? &e.timestamp() : nullptr,
-                                  e.has_event() ? &e.event() : nullptr));
+    return ForwardEnvelope(exchange_, e.namespace_(), e.topic(),
+                           e.has_timestamp() ? &e.timestamp() : nullptr,
+                           e.has_event() ? &e.event() : nullptr);
   });
 }
 
 Status ForwardEnvelope(events::Exchange& exchange, const std::string& ns,
                        const std::string& topic, const google::protobuf::Timestamp* timestamp,
                        const google::protobuf::Any* event) {
-  if (!event) return InvalidArgument("event must not be empty");
-  // As containerd validates envelopes: a forwarded event keeps its original time.
+  // containerd validates only namespace, topic and timestamp: an envelope without an event is
+  // forwarded as it is (subscribers see an empty Any). A forwarded event keeps its own time.
   if (!timestamp) return InvalidArgument("timestamp must be set on forwarded event");
-  events::Envelope env = FromProto(ns, topic, *event);
+  events::Envelope env = FromProto(ns, topic, event ? *event : google::protobuf::Any());
   env.timestamp_ns = FromTimestamp(*timestamp);
   return exchange.Forward(std::move(env));
 }

@@ -89,7 +89,8 @@ class EventsService final : public cs::events::v1::Events::Service {
 };
 
 // Validates a complete envelope (from Events.Forward or a shim's ttrpc Forward) and
-// re-broadcasts it with its own namespace, topic and time.
+// re-broadcasts it with its own namespace, topic and time. As in containerd only namespace,
+// topic and timestamp are checked: `event` may be null (an envelope without an event).
 Status ForwardEnvelope(events::Exchange& exchange, const std::string& ns,
                        const std::string& topic, const google::protobuf::Timestamp* timestamp,
                        const google::protobuf::Any* event);

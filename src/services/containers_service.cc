@@ -54,113 +54,97 @@ void ToProto(const metadata::Container& c, cv1::Container* out) {
 
 grpc::Status ContainersService::Get(grpc::ServerContext* ctx, const cv1::GetContainerRequest* req,
                                     cv1::GetContainerResponse* resp) {
-  return Guard("Containers.Get", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
-    auto c = store_.Get(*ns, req->id());
-    if (!c) return ToGrpc(c.error());
-    ToProto(*c, resp->mutable_container());
-    return grpc::Status::OK;
+  return Handle("Containers.Get", ctx, [&](const CallCtx& c) -> Status {
+    ASSIGN_OR_RETURN(metadata::Container container, store_.Get(c.ns, req->id()));
+    ToProto(container, resp->mutable_container());
+    return Status::Ok();
   });
 }
 
 grpc::Status ContainersService::List(grpc::ServerContext* ctx,
                                      const cv1::ListContainersRequest* req,
                                      cv1::ListContainersResponse* resp) {
-  return Guard("Containers.List", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Containers.List", ctx, [&](const CallCtx& c) -> Status {
     std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
-    auto list = store_.List(*ns, exprs);
-    if (!list) return ToGrpc(list.error());
-    for (const auto& c : *list) ToProto(c, resp->add_containers());
-    return grpc::Status::OK;
+    ASSIGN_OR_RETURN(auto list, store_.List(c.ns, exprs));
+    for (const auto& container : list) ToProto(container, resp->add_containers());
+    return Status::Ok();
   });
 }
 
 grpc::Status ContainersService::ListStream(grpc::ServerContext* ctx,
                                            const cv1::ListContainersRequest* req,
                                            grpc::ServerWriter<cv1::ListContainerMessage>* writer) {
-  return Guard("Containers.ListStream", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Containers.ListStream", ctx, [&](const CallCtx& c) -> Status {
     std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
-    auto list = store_.List(*ns, exprs);
-    if (!list) return ToGrpc(list.error());
+    ASSIGN_OR_RETURN(auto list, store_.List(c.ns, exprs));
     // One container per message keeps each under the message size limit however many there
     // are. A client that went away ends the stream; containerd returns nil then too.
-    for (const auto& c : *list) {
+    for (const auto& container : list) {
       if (ctx->IsCancelled()) break;
       cv1::ListContainerMessage msg;
-      ToProto(c, msg.mutable_container());
+      ToProto(container, msg.mutable_container());
       if (!writer->Write(msg)) break;
     }
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status ContainersService::Create(grpc::ServerContext* ctx,
                                        const cv1::CreateContainerRequest* req,
                                        cv1::CreateContainerResponse* resp) {
-  return Guard("Containers.Create", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Containers.Create", ctx, [&](const CallCtx& c) -> Status {
     const auto& in = req->container();
-    spdlog::debug("create container ns={} id={} image={} runtime={}", *ns, in.id(), in.image(),
+    spdlog::debug("create container ns={} id={} image={} runtime={}", c.ns, in.id(), in.image(),
                   in.runtime().name());
-    auto created = store_.Create(*ns, FromProto(in));
-    if (!created) return ToGrpc(created.error());
-    ToProto(*created, resp->mutable_container());
+    ASSIGN_OR_RETURN(metadata::Container created, store_.Create(c.ns, FromProto(in)));
+    ToProto(created, resp->mutable_container());
     containerd::events::ContainerCreate ev;
-    ev.set_id(created->id);
-    ev.set_image(created->image);
-    ev.mutable_runtime()->set_name(created->runtime_name);
-    if (created->runtime_options) {
-      ToAny(*created->runtime_options, ev.mutable_runtime()->mutable_options());
+    ev.set_id(created.id);
+    ev.set_image(created.image);
+    ev.mutable_runtime()->set_name(created.runtime_name);
+    if (created.runtime_options) {
+      ToAny(*created.runtime_options, ev.mutable_runtime()->mutable_options());
     }
-    PublishEvent(exchange_, *ns, "/containers/create", ev);
-    return grpc::Status::OK;
+    PublishEvent(exchange_, c.ns, "/containers/create", ev);
+    return Status::Ok();
   });
 }
 
 grpc::Status ContainersService::Update(grpc::ServerContext* ctx,
                                        const cv1::UpdateContainerRequest* req,
                                        cv1::UpdateContainerResponse* resp) {
-  return Guard("Containers.Update", [&] {
+  return HandleNoNamespace("Containers.Update", [&]() -> Status {
     const auto& in = req->container();
     // Checked before the namespace, as containerd does.
-    if (in.id().empty()) return ToGrpc(InvalidArgument("Container.ID required"));
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+    if (in.id().empty()) return InvalidArgument("Container.ID required");
+    ASSIGN_OR_RETURN(CallCtx c, RequireCallCtx(ctx));
     std::vector<std::string> paths(req->update_mask().paths().begin(),
                                    req->update_mask().paths().end());
-    spdlog::debug("update container ns={} id={} paths={}", *ns, in.id(), paths.size());
-    auto updated = store_.Update(*ns, FromProto(in), paths);
-    if (!updated) return ToGrpc(updated.error());
-    ToProto(*updated, resp->mutable_container());
+    spdlog::debug("update container ns={} id={} paths={}", c.ns, in.id(), paths.size());
+    ASSIGN_OR_RETURN(metadata::Container updated, store_.Update(c.ns, FromProto(in), paths));
+    ToProto(updated, resp->mutable_container());
     containerd::events::ContainerUpdate ev;
-    ev.set_id(updated->id);
-    ev.set_image(updated->image);
-    for (const auto& [k, v] : updated->labels) (*ev.mutable_labels())[k] = v;
-    ev.set_snapshot_key(updated->snapshot_key);
-    PublishEvent(exchange_, *ns, "/containers/update", ev);
-    return grpc::Status::OK;
+    ev.set_id(updated.id);
+    ev.set_image(updated.image);
+    for (const auto& [k, v] : updated.labels) (*ev.mutable_labels())[k] = v;
+    ev.set_snapshot_key(updated.snapshot_key);
+    PublishEvent(exchange_, c.ns, "/containers/update", ev);
+    return Status::Ok();
   });
 }
 
 grpc::Status ContainersService::Delete(grpc::ServerContext* ctx,
                                        const cv1::DeleteContainerRequest* req,
                                        google::protobuf::Empty*) {
-  return Guard("Containers.Delete", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
-    spdlog::debug("delete container ns={} id={}", *ns, req->id());
-    if (Status s = store_.Delete(*ns, req->id()); !s.ok()) return ToGrpc(s);
+  return Handle("Containers.Delete", ctx, [&](const CallCtx& c) -> Status {
+    spdlog::debug("delete container ns={} id={}", c.ns, req->id());
+    RETURN_IF_ERROR(store_.Delete(c.ns, req->id()));
     containerd::events::ContainerDelete ev;
     ev.set_id(req->id());
-    PublishEvent(exchange_, *ns, "/containers/delete", ev);
+    PublishEvent(exchange_, c.ns, "/containers/delete", ev);
     gc_.Trigger(false);
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 

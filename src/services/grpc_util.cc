@@ -28,11 +28,16 @@ Result<std::string> RequireNamespace(const grpc::ServerContextBase* ctx) {
   return ns;
 }
 
-std::optional<std::string> LeaseFromContext(const grpc::ServerContext* ctx) {
+std::optional<std::string> LeaseFromContext(const grpc::ServerContextBase* ctx) {
   const auto& md = ctx->client_metadata();
   auto it = md.find(kLeaseHeader);
   if (it == md.end() || it->second.empty()) return std::nullopt;
   return std::string(it->second.data(), it->second.size());
+}
+
+Result<CallCtx> RequireCallCtx(const grpc::ServerContextBase* ctx) {
+  ASSIGN_OR_RETURN(std::string ns, RequireNamespace(ctx));
+  return CallCtx{.ns = std::move(ns), .lease = LeaseFromContext(ctx).value_or("")};
 }
 
 google::protobuf::Timestamp ToTimestamp(int64_t unix_nanos) {

@@ -46,75 +46,61 @@ Event NameAndLabels(const metadata::Image& img) {
 
 grpc::Status ImagesService::Get(grpc::ServerContext* ctx, const iv1::GetImageRequest* req,
                                 iv1::GetImageResponse* resp) {
-  return Guard("Images.Get", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
-    auto img = store_.Get(*ns, req->name());
-    if (!img) return ToGrpc(img.error());
-    ToProto(*img, resp->mutable_image());
-    return grpc::Status::OK;
+  return Handle("Images.Get", ctx, [&](const CallCtx& c) -> Status {
+    ASSIGN_OR_RETURN(metadata::Image img, store_.Get(c.ns, req->name()));
+    ToProto(img, resp->mutable_image());
+    return Status::Ok();
   });
 }
 
 grpc::Status ImagesService::List(grpc::ServerContext* ctx, const iv1::ListImagesRequest* req,
                                  iv1::ListImagesResponse* resp) {
-  return Guard("Images.List", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Images.List", ctx, [&](const CallCtx& c) -> Status {
     std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
-    auto images = store_.List(*ns, exprs);
-    if (!images) return ToGrpc(images.error());
-    for (const auto& img : *images) ToProto(img, resp->add_images());
-    return grpc::Status::OK;
+    ASSIGN_OR_RETURN(auto images, store_.List(c.ns, exprs));
+    for (const auto& img : images) ToProto(img, resp->add_images());
+    return Status::Ok();
   });
 }
 
 grpc::Status ImagesService::Create(grpc::ServerContext* ctx, const iv1::CreateImageRequest* req,
                                    iv1::CreateImageResponse* resp) {
-  return Guard("Images.Create", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Images.Create", ctx, [&](const CallCtx& c) -> Status {
     const auto& in = req->image();
-    spdlog::debug("create image ns={} name={} target={}", *ns, in.name(), in.target().digest());
-    if (in.name().empty()) return ToGrpc(InvalidArgument("Image.Name required"));
-    auto created = store_.Create(*ns, FromProto(in));
-    if (!created) return ToGrpc(created.error());
-    ToProto(*created, resp->mutable_image());
-    PublishEvent(exchange_, *ns, "/images/create", NameAndLabels<iv1::ImageCreate>(*created));
-    return grpc::Status::OK;
+    spdlog::debug("create image ns={} name={} target={}", c.ns, in.name(), in.target().digest());
+    if (in.name().empty()) return InvalidArgument("Image.Name required");
+    ASSIGN_OR_RETURN(metadata::Image created, store_.Create(c.ns, FromProto(in)));
+    ToProto(created, resp->mutable_image());
+    PublishEvent(exchange_, c.ns, "/images/create", NameAndLabels<iv1::ImageCreate>(created));
+    return Status::Ok();
   });
 }
 
 grpc::Status ImagesService::Update(grpc::ServerContext* ctx, const iv1::UpdateImageRequest* req,
                                    iv1::UpdateImageResponse* resp) {
-  return Guard("Images.Update", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Images.Update", ctx, [&](const CallCtx& c) -> Status {
     const auto& in = req->image();
     std::vector<std::string> paths(req->update_mask().paths().begin(),
                                    req->update_mask().paths().end());
-    spdlog::debug("update image ns={} name={} paths={}", *ns, in.name(), paths.size());
-    if (in.name().empty()) return ToGrpc(InvalidArgument("Image.Name required"));
-    auto updated = store_.Update(*ns, FromProto(in), paths);
-    if (!updated) return ToGrpc(updated.error());
-    ToProto(*updated, resp->mutable_image());
-    PublishEvent(exchange_, *ns, "/images/update", NameAndLabels<iv1::ImageUpdate>(*updated));
-    return grpc::Status::OK;
+    spdlog::debug("update image ns={} name={} paths={}", c.ns, in.name(), paths.size());
+    if (in.name().empty()) return InvalidArgument("Image.Name required");
+    ASSIGN_OR_RETURN(metadata::Image updated, store_.Update(c.ns, FromProto(in), paths));
+    ToProto(updated, resp->mutable_image());
+    PublishEvent(exchange_, c.ns, "/images/update", NameAndLabels<iv1::ImageUpdate>(updated));
+    return Status::Ok();
   });
 }
 
 grpc::Status ImagesService::Delete(grpc::ServerContext* ctx, const iv1::DeleteImageRequest* req,
                                    google::protobuf::Empty*) {
-  return Guard("Images.Delete", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
-    spdlog::debug("delete image ns={} name={} sync={}", *ns, req->name(), req->sync());
-    if (Status s = store_.Delete(*ns, req->name()); !s.ok()) return ToGrpc(s);
+  return Handle("Images.Delete", ctx, [&](const CallCtx& c) -> Status {
+    spdlog::debug("delete image ns={} name={} sync={}", c.ns, req->name(), req->sync());
+    RETURN_IF_ERROR(store_.Delete(c.ns, req->name()));
     iv1::ImageDelete ev;
     ev.set_name(req->name());
-    PublishEvent(exchange_, *ns, "/images/delete", ev);
+    PublishEvent(exchange_, c.ns, "/images/delete", ev);
     gc_.Trigger(req->sync());
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 

@@ -34,96 +34,81 @@ void ToProto(const metadata::Lease& l, lv1::Lease* out) {
 
 grpc::Status LeasesService::Create(grpc::ServerContext* ctx, const lv1::CreateRequest* req,
                                    lv1::CreateResponse* resp) {
-  return Guard("Leases.Create", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Leases.Create", ctx, [&](const CallCtx& c) -> Status {
     Labels labels(req->labels().begin(), req->labels().end());
     Result<metadata::Lease> lease;
     if (!req->id().empty()) {
-      lease = store_.Create(*ns, req->id(), labels);
+      lease = store_.Create(c.ns, req->id(), labels);
     } else {
       // A generated id can collide (24 random bits per nanosecond value); try again.
       for (int attempt = 0; attempt < 5; ++attempt) {
-        lease = store_.Create(*ns, RandomLeaseId(), labels);
+        lease = store_.Create(c.ns, RandomLeaseId(), labels);
         if (lease || lease.error().code() != Code::kAlreadyExists) break;
       }
     }
-    if (!lease) return ToGrpc(lease.error());
-    spdlog::debug("create lease ns={} id={}", *ns, lease->id);
+    RETURN_IF_ERROR(lease);
+    spdlog::debug("create lease ns={} id={}", c.ns, lease->id);
     ToProto(*lease, resp->mutable_lease());
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status LeasesService::Delete(grpc::ServerContext* ctx, const lv1::DeleteRequest* req,
                                    google::protobuf::Empty*) {
-  return Guard("Leases.Delete", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
-    spdlog::debug("delete lease ns={} id={} sync={}", *ns, req->id(), req->sync());
-    if (Status s = store_.Delete(*ns, req->id()); !s.ok()) return ToGrpc(s);
+  return Handle("Leases.Delete", ctx, [&](const CallCtx& c) -> Status {
+    spdlog::debug("delete lease ns={} id={} sync={}", c.ns, req->id(), req->sync());
+    RETURN_IF_ERROR(store_.Delete(c.ns, req->id()));
     gc_.Trigger(req->sync());
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status LeasesService::List(grpc::ServerContext* ctx, const lv1::ListRequest* req,
                                  lv1::ListResponse* resp) {
-  return Guard("Leases.List", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Leases.List", ctx, [&](const CallCtx& c) -> Status {
     std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
-    auto leases = store_.List(*ns, exprs);
-    if (!leases) return ToGrpc(leases.error());
-    for (const auto& l : *leases) ToProto(l, resp->add_leases());
-    return grpc::Status::OK;
+    ASSIGN_OR_RETURN(auto leases, store_.List(c.ns, exprs));
+    for (const auto& l : leases) ToProto(l, resp->add_leases());
+    return Status::Ok();
   });
 }
 
 grpc::Status LeasesService::AddResource(grpc::ServerContext* ctx,
                                         const lv1::AddResourceRequest* req,
                                         google::protobuf::Empty*) {
-  return Guard("Leases.AddResource", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Leases.AddResource", ctx, [&](const CallCtx& c) -> Status {
     const auto& r = req->resource();
-    spdlog::debug("add lease resource ns={} lease={} type={} id={}", *ns, req->id(), r.type(),
+    spdlog::debug("add lease resource ns={} lease={} type={} id={}", c.ns, req->id(), r.type(),
                   r.id());
-    return ToGrpc(store_.AddResource(*ns, req->id(), {.id = r.id(), .type = r.type()}));
+    return store_.AddResource(c.ns, req->id(), {.id = r.id(), .type = r.type()});
   });
 }
 
 grpc::Status LeasesService::DeleteResource(grpc::ServerContext* ctx,
                                            const lv1::DeleteResourceRequest* req,
                                            google::protobuf::Empty*) {
-  return Guard("Leases.DeleteResource", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
+  return Handle("Leases.DeleteResource", ctx, [&](const CallCtx& c) -> Status {
     const auto& r = req->resource();
-    spdlog::debug("delete lease resource ns={} lease={} type={} id={}", *ns, req->id(),
+    spdlog::debug("delete lease resource ns={} lease={} type={} id={}", c.ns, req->id(),
                   r.type(), r.id());
-    Status s = store_.DeleteResource(*ns, req->id(), {.id = r.id(), .type = r.type()});
-    if (!s.ok()) return ToGrpc(s);
+    RETURN_IF_ERROR(store_.DeleteResource(c.ns, req->id(), {.id = r.id(), .type = r.type()}));
     // The resource may now be unreferenced.
     gc_.Trigger(false);
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status LeasesService::ListResources(grpc::ServerContext* ctx,
                                           const lv1::ListResourcesRequest* req,
                                           lv1::ListResourcesResponse* resp) {
-  return Guard("Leases.ListResources", [&] {
-    auto ns = RequireNamespace(ctx);
-    if (!ns) return ToGrpc(ns.error());
-    auto resources = store_.ListResources(*ns, req->id());
-    if (!resources) return ToGrpc(resources.error());
-    for (const auto& r : *resources) {
+  return Handle("Leases.ListResources", ctx, [&](const CallCtx& c) -> Status {
+    ASSIGN_OR_RETURN(auto resources, store_.ListResources(c.ns, req->id()));
+    for (const auto& r : resources) {
       auto* out = resp->add_resources();
       out->set_id(r.id);
       out->set_type(r.type);
     }
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 

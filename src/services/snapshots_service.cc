@@ -39,119 +39,105 @@ Result<std::pair<snapshots::Snapshotter*, snapshots::Ctx>> SnapshotsService::Res
   if (it == snapshotters_.end()) {
     return std::unexpected(InvalidArgument("snapshotter not loaded: " + name));
   }
-  ASSIGN_OR_RETURN(std::string ns, RequireNamespace(ctx));
-  return std::make_pair(it->second, snapshots::Ctx{ns, LeaseFromContext(ctx).value_or("")});
+  ASSIGN_OR_RETURN(CallCtx c, RequireCallCtx(ctx));
+  return std::make_pair(it->second, snapshots::Ctx{c.ns, c.lease});
 }
 
 grpc::Status SnapshotsService::Prepare(grpc::ServerContext* ctx,
                                        const api::PrepareSnapshotRequest* req,
                                        api::PrepareSnapshotResponse* resp) {
-  return Guard("Snapshots.Prepare", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
+  return HandleNoNamespace("Snapshots.Prepare", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
     spdlog::debug("prepare snapshot ns={} sn={} key={} parent={}", c.ns, req->snapshotter(),
                   req->key(), req->parent());
-    auto mounts =
-        sn->Prepare(c, req->key(), req->parent(), Labels(req->labels().begin(), req->labels().end()));
-    if (!mounts) return ToGrpc(mounts.error());
-    MountsToProto(*mounts, resp);
+    ASSIGN_OR_RETURN(auto mounts, sn->Prepare(c, req->key(), req->parent(),
+                                              Labels(req->labels().begin(), req->labels().end())));
+    MountsToProto(mounts, resp);
     containerd::events::SnapshotPrepare ev;
     ev.set_key(req->key());
     ev.set_parent(req->parent());
     PublishEvent(exchange_, c.ns, "/snapshot/prepare", ev);
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::View(grpc::ServerContext* ctx, const api::ViewSnapshotRequest* req,
                                     api::ViewSnapshotResponse* resp) {
-  return Guard("Snapshots.View", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
+  return HandleNoNamespace("Snapshots.View", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
     spdlog::debug("view snapshot ns={} sn={} key={} parent={}", c.ns, req->snapshotter(),
                   req->key(), req->parent());
-    auto mounts =
-        sn->View(c, req->key(), req->parent(), Labels(req->labels().begin(), req->labels().end()));
-    if (!mounts) return ToGrpc(mounts.error());
-    MountsToProto(*mounts, resp);
-    return grpc::Status::OK;
+    ASSIGN_OR_RETURN(auto mounts, sn->View(c, req->key(), req->parent(),
+                                           Labels(req->labels().begin(), req->labels().end())));
+    MountsToProto(mounts, resp);
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::Mounts(grpc::ServerContext* ctx, const api::MountsRequest* req,
                                       api::MountsResponse* resp) {
-  return Guard("Snapshots.Mounts", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
-    auto mounts = sn->Mounts(c, req->key());
-    if (!mounts) return ToGrpc(mounts.error());
-    MountsToProto(*mounts, resp);
-    return grpc::Status::OK;
+  return HandleNoNamespace("Snapshots.Mounts", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
+    ASSIGN_OR_RETURN(auto mounts, sn->Mounts(c, req->key()));
+    MountsToProto(mounts, resp);
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::Commit(grpc::ServerContext* ctx,
                                       const api::CommitSnapshotRequest* req,
                                       google::protobuf::Empty*) {
-  return Guard("Snapshots.Commit", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
+  return HandleNoNamespace("Snapshots.Commit", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
     spdlog::debug("commit snapshot ns={} sn={} key={} name={}", c.ns, req->snapshotter(),
                   req->key(), req->name());
-    if (Status s = sn->Commit(c, req->name(), req->key(),
-                              Labels(req->labels().begin(), req->labels().end()));
-        !s.ok()) {
-      return ToGrpc(s);
-    }
+    RETURN_IF_ERROR(
+        sn->Commit(c, req->name(), req->key(), Labels(req->labels().begin(), req->labels().end())));
     containerd::events::SnapshotCommit ev;
     ev.set_key(req->key());
     ev.set_name(req->name());
     PublishEvent(exchange_, c.ns, "/snapshot/commit", ev);
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::Remove(grpc::ServerContext* ctx,
                                       const api::RemoveSnapshotRequest* req,
                                       google::protobuf::Empty*) {
-  return Guard("Snapshots.Remove", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
+  return HandleNoNamespace("Snapshots.Remove", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
     spdlog::debug("remove snapshot ns={} sn={} key={}", c.ns, req->snapshotter(), req->key());
-    if (Status s = sn->Remove(c, req->key()); !s.ok()) return ToGrpc(s);
+    RETURN_IF_ERROR(sn->Remove(c, req->key()));
     containerd::events::SnapshotRemove ev;
     ev.set_key(req->key());
     PublishEvent(exchange_, c.ns, "/snapshot/remove", ev);
     gc_.Trigger(false);
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::Stat(grpc::ServerContext* ctx, const api::StatSnapshotRequest* req,
                                     api::StatSnapshotResponse* resp) {
-  return Guard("Snapshots.Stat", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
-    auto info = sn->Stat(c, req->key());
-    if (!info) return ToGrpc(info.error());
-    InfoToProto(*info, resp->mutable_info());
-    return grpc::Status::OK;
+  return HandleNoNamespace("Snapshots.Stat", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
+    ASSIGN_OR_RETURN(snapshots::Info info, sn->Stat(c, req->key()));
+    InfoToProto(info, resp->mutable_info());
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::Update(grpc::ServerContext* ctx,
                                       const api::UpdateSnapshotRequest* req,
                                       api::UpdateSnapshotResponse* resp) {
-  return Guard("Snapshots.Update", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
+  return HandleNoNamespace("Snapshots.Update", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
     snapshots::Info in;
     in.name = req->info().name();
     in.labels = Labels(req->info().labels().begin(), req->info().labels().end());
@@ -159,20 +145,18 @@ grpc::Status SnapshotsService::Update(grpc::ServerContext* ctx,
                                    req->update_mask().paths().end());
     spdlog::debug("update snapshot ns={} sn={} name={} paths={}", c.ns, req->snapshotter(),
                   in.name, paths.size());
-    auto info = sn->Update(c, in, paths);
-    if (!info) return ToGrpc(info.error());
-    InfoToProto(*info, resp->mutable_info());
-    return grpc::Status::OK;
+    ASSIGN_OR_RETURN(snapshots::Info info, sn->Update(c, in, paths));
+    InfoToProto(info, resp->mutable_info());
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::List(grpc::ServerContext* ctx,
                                     const api::ListSnapshotsRequest* req,
                                     grpc::ServerWriter<api::ListSnapshotsResponse>* writer) {
-  return Guard("Snapshots.List", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
+  return HandleNoNamespace("Snapshots.List", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
     std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
     api::ListSnapshotsResponse batch;
     bool gone = false;
@@ -190,36 +174,33 @@ grpc::Status SnapshotsService::List(grpc::ServerContext* ctx,
           return Status::Ok();
         },
         exprs);
-    if (gone) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
-    if (!s.ok()) return ToGrpc(s);
+    if (gone) return Status(Code::kCanceled, "client gone");
+    RETURN_IF_ERROR(s);
     if (batch.info_size() > 0 && !writer->Write(batch)) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+      return Status(Code::kCanceled, "client gone");
     }
-    return grpc::Status::OK;
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::Usage(grpc::ServerContext* ctx, const api::UsageRequest* req,
                                      api::UsageResponse* resp) {
-  return Guard("Snapshots.Usage", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
-    auto usage = sn->Usage(c, req->key());
-    if (!usage) return ToGrpc(usage.error());
-    resp->set_size(usage->size);
-    resp->set_inodes(usage->inodes);
-    return grpc::Status::OK;
+  return HandleNoNamespace("Snapshots.Usage", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
+    ASSIGN_OR_RETURN(auto usage, sn->Usage(c, req->key()));
+    resp->set_size(usage.size);
+    resp->set_inodes(usage.inodes);
+    return Status::Ok();
   });
 }
 
 grpc::Status SnapshotsService::Cleanup(grpc::ServerContext* ctx, const api::CleanupRequest* req,
                                        google::protobuf::Empty*) {
-  return Guard("Snapshots.Cleanup", [&] {
-    auto r = Resolve(ctx, req->snapshotter());
-    if (!r) return ToGrpc(r.error());
-    auto& [sn, c] = *r;
-    return ToGrpc(sn->Cleanup(c));
+  return HandleNoNamespace("Snapshots.Cleanup", [&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, Resolve(ctx, req->snapshotter()));
+    auto& [sn, c] = r;
+    return sn->Cleanup(c);
   });
 }
 

@@ -1,19 +1,20 @@
-// gRPC adapter for containerd.services.tasks.v1.Tasks over tasks::Manager: each call is the
-// matching containerd.task.v2.Task call on the task's shim (docs/containerd-compat.md §2.10).
+// gRPC adapter for containerd.services.tasks.v1.Tasks over a tasks::Runtime: each call is the
+// matching containerd.task.v2.Task call on the task, today its shim (containerd-compat.md §2.10).
 // Task events (/tasks/create, /tasks/start, /tasks/exit, /tasks/delete, ...) are published by
 // the shim itself through the ttrpc events socket; only a shim that dies is reported here (by
 // the manager).
 //
-// Wait is gRPC's callback API (a ServerUnaryReactor): it registers a waiter on the task's shim
-// (tasks::Shim::AddWaiter, one shared Task.Wait ttrpc call per process) and returns at once, so
-// no gRPC thread is held; the answer is sent when the shim reports the exit. A client that
-// cancels gets CANCELLED immediately and its waiter is dropped. Checkpoint is Unimplemented.
+// Wait is gRPC's callback API (a ServerUnaryReactor): it registers a waiter on the task
+// (tasks::Task::AddWaiter; a shim shares one Task.Wait ttrpc call per process) and returns at
+// once, so no gRPC thread is held; the answer is sent when the task reports the exit. A client
+// that cancels gets CANCELLED immediately and its waiter is dropped. Checkpoint is
+// Unimplemented.
 #pragma once
 
 #include "events/exchange.h"
 #include "github.com/containerd/containerd/api/services/tasks/v1/tasks.grpc.pb.h"
 #include "metadata/container_store.h"
-#include "tasks/shim_manager.h"
+#include "tasks/runtime.h"
 
 namespace berth::services {
 
@@ -21,8 +22,8 @@ namespace tv1 = containerd::services::tasks::v1;
 
 class TasksService final : public tv1::Tasks::WithCallbackMethod_Wait<tv1::Tasks::Service> {
  public:
-  TasksService(tasks::Manager& manager, metadata::ContainerStore& containers)
-      : manager_(manager), containers_(containers) {}
+  TasksService(tasks::Runtime& runtime, metadata::ContainerStore& containers)
+      : runtime_(runtime), containers_(containers) {}
 
   grpc::Status Create(grpc::ServerContext*, const tv1::CreateTaskRequest*,
                       tv1::CreateTaskResponse*) override;
@@ -58,7 +59,12 @@ class TasksService final : public tv1::Tasks::WithCallbackMethod_Wait<tv1::Tasks
                                  tv1::WaitResponse*) override;
 
  private:
-  tasks::Manager& manager_;
+  // Handle() for a call on one task: the namespace, then task `id` in it (NotFound if none).
+  template <typename F>
+  grpc::Status WithTask(const char* method, grpc::ServerContext* ctx, const std::string& id,
+                        F&& body);
+
+  tasks::Runtime& runtime_;
   metadata::ContainerStore& containers_;
 };
 

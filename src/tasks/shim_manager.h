@@ -33,6 +33,7 @@
 #include "common/status.h"
 #include "events/exchange.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "tasks/runtime.h"
 #include "ttrpc/client.h"
 #include "ttrpc/event_loop.h"
 
@@ -59,35 +60,21 @@ inline constexpr char kOwnShimName[] = "containerd-shim-berth-v2";
 inline constexpr const char* kOwnShimRuntimes[] = {"io.containerd.runc.v2",
                                                     "io.containerd.berth.v2"};
 
-struct AnyBytes {
-  std::string type_url;
-  std::string value;
-};
-
-struct CreateOptions {
-  std::string ns;
-  std::string id;
-  std::string runtime;              // runtime name or absolute shim path
-  std::string spec;                 // config.json bytes
-  std::optional<AnyBytes> options;  // runtime options (shim stdin and Task.Create options)
-  std::vector<containerd::types::Mount> rootfs;
-  std::string stdin_path, stdout_path, stderr_path;
-  bool terminal = false;
-};
+// AnyBytes and CreateOptions: tasks/runtime.h.
 
 // One connected shim serving one task.
-class Shim : public std::enable_shared_from_this<Shim> {
+class Shim : public Task, public std::enable_shared_from_this<Shim> {
  public:
-  const std::string& ns() const { return ns_; }
-  const std::string& id() const { return id_; }
+  const std::string& ns() const override { return ns_; }
+  const std::string& id() const override { return id_; }
   const std::string& bundle() const { return bundle_; }
-  const std::string& runtime() const { return runtime_; }
-  uint32_t pid() const { return pid_; }
+  const std::string& runtime() const override { return runtime_; }
+  uint32_t pid() const override { return pid_; }
 
   // A containerd.task.v2.Task call with the namespace in the ttrpc metadata.
   Status Call(std::string_view method, const google::protobuf::MessageLite& req,
               google::protobuf::MessageLite* resp,
-              std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+              std::optional<std::chrono::nanoseconds> timeout = std::nullopt) override;
   void CallAsync(std::string_view method, const google::protobuf::MessageLite& req,
                  std::function<void(Result<std::string>)> done);
 
@@ -95,11 +82,10 @@ class Shim : public std::enable_shared_from_this<Shim> {
   // `done` runs once, with the shim's serialized WaitResponse or the call's error, on the
   // manager's loop thread (or on this thread if the call cannot be sent). Every waiter of one
   // process shares one Task.Wait call to the shim. Returns a token for CancelWait.
-  using WaitDone = std::function<void(Result<std::string>)>;
-  uint64_t AddWaiter(const std::string& exec_id, WaitDone done);
+  uint64_t AddWaiter(const std::string& exec_id, WaitDone done) override;
   // Forgets a waiter: its `done` will not run (unless it is running already). The shared
   // Task.Wait call stays in flight (ttrpc cannot cancel it) and ends with the process.
-  void CancelWait(uint64_t token);
+  void CancelWait(uint64_t token) override;
 
  private:
   friend class Manager;
