@@ -171,6 +171,7 @@ TEST_F(WalkingDifferTest, CompareStoresAGzipLayerThatApplyReproduces) {
   fs::path lower = Dir("lower"), upper = Dir("upper");
   WriteFile(lower / "same", "same");
   WriteFile(upper / "same", "same");
+  fs::last_write_time(upper / "same", fs::last_write_time(lower / "same"));  // unchanged
   fs::create_directory(upper / "etc");
   WriteFile(upper / "etc/new.conf", "k=v\n");
   auto layer = differ_->Compare(kCtx, {Bind(lower, true)}, {Bind(upper, true)},
@@ -255,6 +256,7 @@ TEST_F(WalkingDifferTest, CompareTruncatesAGivenRefFirst) {
 
 TEST_F(WalkingDifferTest, CompareErrors) {
   fs::path lower = Dir("lower"), upper = Dir("upper");
+  WriteFile(upper / "f", "x");
   auto bad_type = differ_->Compare(kCtx, {Bind(lower, true)}, {Bind(upper, true)},
                                    {.media_type = "application/x-rar"});
   ASSERT_FALSE(bad_type);
