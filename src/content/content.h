@@ -34,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,14 @@
 #include "common/validate.h"
 
 namespace berth::content {
+
+// Longest ingest ref a client may name, in bytes: Content.Write refuses longer ones with
+// InvalidArgument. containerd has no bound of its own short of its database's 32 KiB key limit;
+// ours keeps every ref readable back from the ingest's `ref` file (see kMaxBackendRefBytes).
+inline constexpr size_t kMaxRefBytes = 4096;
+// Longest ref a Store accepts: room for the "<namespace>/<sequence>/" prefix the metadata layer
+// puts in front of a client's ref (namespaces are at most 76 bytes, sequences 19 digits).
+inline constexpr size_t kMaxBackendRefBytes = kMaxRefBytes + 128;
 
 // One blob as a namespace sees it. Timestamps are unix nanoseconds (UTC).
 struct Info {
@@ -129,7 +138,8 @@ class Store {
   // Opens a new ingest or resumes the existing one for `ref` (offset = bytes stored, which
   // are re-hashed). `total` > 0 records the expected size; if it disagrees with the total
   // stored by an earlier writer, the ingest starts over at offset 0.
-  // Errors: InvalidArgument (empty ref), Unavailable ("ref ... locked") while another writer
+  // Errors: InvalidArgument (empty ref, or longer than kMaxBackendRefBytes), Unavailable
+  // ("ref ... locked") while another writer
   // holds the ref, ResourceExhausted / Internal from the file system.
   virtual Result<std::unique_ptr<Writer>> OpenWriter(std::string_view ref, int64_t total) = 0;
   // Status of the ingest for `ref` (offset = size of its data). Errors: NotFound.
@@ -197,5 +207,21 @@ class Ingester {
 
 // All three roles: what the Content service serves. Thread-safe.
 class NamespacedStore : public Provider, public Manager, public Ingester {};
+
+// The garbage-collection role of a store that keeps blobs and ingests on disk. The metadata's
+// collector (metadata/gc.h) decides what is referenced; the store removes the rest, so the
+// metadata never needs to know how the store lays out its data.
+class Sweeper {
+ public:
+  virtual ~Sweeper() = default;
+  // Removes every blob whose digest is not in `keep_blobs` and every ingest whose ref is not in
+  // `keep_ingests`. An ingest a writer holds is left for a later sweep. One entry that cannot be
+  // read or removed is logged and skipped: it never stops the sweep. Returns how many entries
+  // were removed. Errors: only when the store cannot be listed at all.
+  // The caller holds the metadata's GC lock exclusively: no new data becomes referenced while
+  // the sweep runs.
+  virtual Result<int64_t> Sweep(const std::set<std::string>& keep_blobs,
+                                const std::set<std::string>& keep_ingests) = 0;
+};
 
 }  // namespace berth::content

@@ -48,33 +48,21 @@ std::string NewUuid() {
   return out;
 }
 
-// Blob files and ingest dirs are collected once no namespace's metadata references them. A blob
-// that an ingest expects stays too: a "shared" writer links an existing blob on commit.
-void AddContentBackends(gc::Collector& gc, content::LocalStore& store) {
-  gc.AddBackend({.name = "content blob",
-                 .list = [&store]() -> Result<std::vector<std::string>> {
-                   std::vector<std::string> ids;
-                   RETURN_IF_ERROR(store.Walk([&](const content::BlobInfo& b) {
-                     ids.push_back(b.digest);
-                     return Status::Ok();
-                   }));
-                   return ids;
-                 },
-                 .remove = [&store](const std::string& d) { return store.Delete(d); },
-                 .referenced_sql = "SELECT digest FROM content UNION "
-                                   "SELECT expected FROM ingests WHERE expected != ''"});
-  gc.AddBackend({.name = "content ingest",
-                 .list = [&store]() -> Result<std::vector<std::string>> {
-                   std::vector<std::string> refs;
-                   RETURN_IF_ERROR(store.WalkIngests([&](const content::IngestStatus& i) {
-                     refs.push_back(i.ref);
-                     return Status::Ok();
-                   }));
-                   return refs;
-                 },
-                 // Unavailable while a writer holds it: skipped, collected on a later pass.
-                 .remove = [&store](const std::string& r) { return store.Abort(r); },
-                 .referenced_sql = "SELECT backend_ref FROM ingests"});
+// Each snapshotter plugin exports `removal_pending`: how many of its directories wait for a
+// removal that failed (GC retries them on every pass). Counted when a client asks.
+void AddSnapshotterExports(std::vector<services::PluginInfo>& plugins,
+                           const std::vector<std::unique_ptr<snapshots::Backend>>& backends) {
+  for (auto& p : plugins) {
+    if (p.type != "io.containerd.snapshotter.v1") continue;
+    for (const auto& b : backends) {
+      if (b->name() != p.id) continue;
+      p.live_exports = [backend = b.get()]() -> std::map<std::string, std::string> {
+        auto pending = backend->PendingRemovals();
+        if (!pending) return {};
+        return {{"removal_pending", std::to_string(*pending)}};
+      };
+    }
+  }
 }
 
 }  // namespace
@@ -146,7 +134,8 @@ Status ClaimSocket(const std::string& path) {
 Daemon::~Daemon() { Stop(std::chrono::milliseconds(0)); }
 
 // Snapshotters `native` and `overlayfs` under <root>/snapshots/<name>. Each backend's dirs are
-// collected once no namespace's snapshot row names them, newest (children) first.
+// collected once no namespace's snapshot row names them, newest (children) first; dirs whose
+// removal failed are retried on every pass and counted in the plugin's `removal_pending` export.
 Status Daemon::OpenSnapshotters() {
   auto native = snapshots::NativeBackend::Open(cfg_.root + "/snapshots/native");
   if (!native) return native.error().Wrap("open native snapshotter");
@@ -157,18 +146,7 @@ Status Daemon::OpenSnapshotters() {
   snapshot_backends_.push_back(std::move(*overlay));
   for (auto& b : snapshot_backends_) {
     auto store = std::make_unique<metadata::SnapshotStore>(*db_, *b);
-    snapshots::Backend* backend = b.get();
-    gc_->AddBackend({.name = "snapshot " + store->name(),
-                     .list = [backend]() -> Result<std::vector<std::string>> {
-                       ASSIGN_OR_RETURN(std::vector<int64_t> ids, backend->List());
-                       std::vector<std::string> out;
-                       for (int64_t id : ids) out.push_back(std::to_string(id));
-                       return out;
-                     },
-                     .remove = [backend](const std::string& id) {
-                       return backend->Remove(std::stoll(id));
-                     },
-                     .referenced_sql = store->ReferencedSql()});
+    collector_->AddSnapshotBackend(*b);
     snapshotters_.push_back(std::move(store));
   }
   return Status::Ok();
@@ -227,8 +205,10 @@ Status Daemon::Start() {
   if (!content_local) return content_local.error().Wrap("open content store");
   content_local_ = std::move(*content_local);
   content_ = std::make_unique<metadata::ContentStore>(*db_, *content_local_);
-  gc_ = std::make_unique<gc::Collector>(*db_);
-  AddContentBackends(*gc_, *content_local_);
+  // Blob files and ingest dirs are collected once no namespace's metadata references them.
+  collector_ = std::make_unique<metadata::GarbageCollector>(*db_);
+  collector_->AddContentBackend(*content_local_);
+  gc_ = std::make_unique<gc::Collector>(*collector_);
   RETURN_IF_ERROR(OpenSnapshotters());
   // Collect what a crash left unreferenced before anyone can connect: a pass that ran later
   // would race the first clients' not-yet-referenced writes.
@@ -240,8 +220,10 @@ Status Daemon::Start() {
 
   services_.push_back(std::make_unique<services::VersionService>(
       std::string(BERTH_VERSION), std::string(BERTH_REVISION)));
+  std::vector<services::PluginInfo> plugins = ProvidedPlugins();
+  AddSnapshotterExports(plugins, snapshot_backends_);
   services_.push_back(
-      std::make_unique<services::IntrospectionService>(ProvidedPlugins(), *uuid));
+      std::make_unique<services::IntrospectionService>(std::move(plugins), *uuid));
   services_.push_back(std::make_unique<services::NamespacesService>(*namespaces_, *exchange_));
   services_.push_back(std::make_unique<services::EventsService>(*exchange_));
   services_.push_back(std::make_unique<services::LeasesService>(*leases_, *gc_));

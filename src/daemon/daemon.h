@@ -18,6 +18,7 @@
 #include "metadata/container_store.h"
 #include "metadata/content_store.h"
 #include "metadata/db.h"
+#include "metadata/gc.h"
 #include "metadata/gc_trigger.h"
 #include "metadata/image_store.h"
 #include "metadata/lease_store.h"
@@ -67,7 +68,8 @@ class Daemon {
   std::unique_ptr<diff::WalkingDiffer> differ_;         // Diff.Apply / Diff.Diff
   std::vector<std::unique_ptr<snapshots::Backend>> snapshot_backends_;  // native, overlayfs
   std::vector<std::unique_ptr<metadata::SnapshotStore>> snapshotters_;
-  std::unique_ptr<gc::Collector> gc_;
+  std::unique_ptr<metadata::GarbageCollector> collector_;  // what a GC pass does
+  std::unique_ptr<gc::Collector> gc_;                      // when passes run
   std::unique_ptr<events::Exchange> exchange_;
   // `<address>.ttrpc`: shims forward their events here.
   std::unique_ptr<ttrpc::LoopThread> ttrpc_loop_;

@@ -391,6 +391,12 @@ Result<std::vector<content::IngestStatus>> ContentStore::ListStatuses(
     auto st = backend_.Status(row.backend_ref);
     if (!st) {
       if (st.error().code() == Code::kNotFound) continue;
+      if (st.error().code() == Code::kDataLoss) {
+        // One unreadable ingest must not hide every other one from the listing.
+        spdlog::warn("content: skipping unreadable ingest ns={} ref={}: {}", ns, row.ref,
+                     st.error().ToString());
+        continue;
+      }
       return std::unexpected(st.error());
     }
     st->ref = row.ref;
@@ -426,12 +432,33 @@ berth::Status ContentStore::Abort(const std::string& ns, std::string_view lease,
   });
 }
 
+Result<std::optional<ContentStore::IngestRecord>> ContentStore::IngestRowForTest(
+    const std::string& ns, std::string_view ref) const {
+  std::optional<IngestRecord> out;
+  RETURN_IF_ERROR(db_.View([&](Tx& tx) -> berth::Status {
+    ASSIGN_OR_RETURN(Stmt st, tx.Prepare("SELECT backend_ref, expected, expires_at FROM ingests "
+                                         "WHERE namespace=? AND ref=?"));
+    st.Bind(1, ns).Bind(2, ref);
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return berth::Status::Ok();
+    out = IngestRecord{st.ColumnText(0), st.ColumnText(1), std::nullopt};
+    if (!st.ColumnIsNull(2)) out->expires_at = st.ColumnInt(2);
+    return berth::Status::Ok();
+  }));
+  return out;
+}
+
 Result<std::unique_ptr<content::Writer>> ContentStore::OpenWriter(const std::string& ns,
                                                                   std::string_view lease,
                                                                   std::string_view ref,
                                                                   int64_t total,
                                                                   std::string_view expected) {
   if (ref.empty()) return std::unexpected(InvalidArgument("ref must not be empty"));
+  if (ref.size() > content::kMaxRefBytes) {
+    return std::unexpected(InvalidArgument("ref is " + std::to_string(ref.size()) +
+                                           " bytes long, longer than the " +
+                                           std::to_string(content::kMaxRefBytes) + " allowed"));
+  }
   if (!expected.empty()) RETURN_IF_ERROR(content::ValidateDigest(expected));
   bool exists = false;
   bool shared = false;

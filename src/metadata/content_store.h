@@ -27,17 +27,16 @@
 // Garbage-collection contract: "blob file in place" + "content row inserted", and "ingest row
 // inserted" + "backend ingest created", each happen under Db::gc_lock() held shared, so the
 // collector (which takes it exclusively) never deletes data whose row is about to appear.
-// For the sweep, the backend ids GC must treat as referenced are
-//   blobs:   SELECT digest FROM content UNION SELECT expected FROM ingests WHERE expected != ''
-//            (an ingest row's expected digest keeps a "shared" blob until it is committed)
-//   ingests: SELECT backend_ref FROM ingests
-// and a backend ingest still held by a writer refuses removal with Unavailable (skip it).
+// The sweep (metadata/gc.h, ReferencedContent) keeps the blobs named by a content row or
+// expected by an ingest row (a "shared" writer links that blob on commit), and the backend
+// ingests named by an ingest row; a backend ingest still held by a writer is skipped.
 //
 // Namespaces are implicit: writes create them. Callers validate the namespace name (services
 // do it with RequireNamespace). Thread-safe.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -85,7 +84,8 @@ class ContentStore final : public content::NamespacedStore {
                                        std::string_view ref) const override;
 
   // Active ingests of the namespace matching any of `filters` (field `ref`), by ref.
-  // Ingest rows without data on disk (shared writers) are left out, as containerd does.
+  // Ingest rows without data on disk (shared writers) are left out, as containerd does; so is
+  // (logged) an ingest whose data cannot be read back (DataLoss).
   Result<std::vector<content::IngestStatus>> ListStatuses(
       const std::string& ns, std::span<const std::string> filters = {}) const override;
 
@@ -95,13 +95,24 @@ class ContentStore final : public content::NamespacedStore {
                       std::string_view ref) override;
 
   // Opens a writer on `ref` per the rules above. `total` (> 0) and `expected` ("" = unknown)
-  // describe the blob. Errors: InvalidArgument (empty ref, bad expected digest),
+  // describe the blob. Errors: InvalidArgument (empty ref, one longer than
+  // content::kMaxRefBytes, bad expected digest),
   // AlreadyExists, Unavailable, NotFound ("lease does not exist").
   Result<std::unique_ptr<content::Writer>> OpenWriter(const std::string& ns, std::string_view lease,
                                                       std::string_view ref, int64_t total,
                                                       std::string_view expected) override;
 
   content::Store& backend() { return backend_; }
+
+  // The ingest row of `ref` in `ns` as stored, for tests: the backend ref, the expected digest
+  // and the expiry (nullopt while a lease holds it). nullopt when there is no row.
+  struct IngestRecord {
+    std::string backend_ref;
+    std::string expected;
+    std::optional<int64_t> expires_at;
+  };
+  Result<std::optional<IngestRecord>> IngestRowForTest(const std::string& ns,
+                                                       std::string_view ref) const;
 
  private:
   friend class NamespacedWriter;

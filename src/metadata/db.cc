@@ -2,7 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+
 #include "common/log.h"
+#include "common/validate.h"
 
 namespace berth::metadata {
 namespace {
@@ -389,6 +392,21 @@ Result<std::string> Db::GetOrSetSetting(const std::string& key, const std::strin
     return Status::Ok();
   }));
   return out;
+}
+
+Result<int64_t> Db::CountRowsForTest(std::string_view table) const {
+  bool identifier = !table.empty() && std::all_of(table.begin(), table.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || c == '_';
+  });
+  if (!identifier) return std::unexpected(InvalidArgument("not a table name: " + Quote(table)));
+  int64_t rows = 0;
+  RETURN_IF_ERROR(View([&](Tx& tx) -> Status {
+    ASSIGN_OR_RETURN(Stmt st, tx.Prepare("SELECT count(*) FROM " + std::string(table)));
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) rows = st.ColumnInt(0);
+    return Status::Ok();
+  }));
+  return rows;
 }
 
 }  // namespace berth::metadata

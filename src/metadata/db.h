@@ -99,6 +99,10 @@ class Db {
   // Stores `value` unless the key already has one; returns the stored value either way.
   Result<std::string> GetOrSetSetting(const std::string& key, const std::string& value);
 
+  // Number of rows in table `table` (a plain identifier), for tests that check nothing is
+  // left behind. Errors: InvalidArgument (not an identifier), Internal (no such table).
+  Result<int64_t> CountRowsForTest(std::string_view table) const;
+
  private:
   Db() = default;
   Status Migrate();

@@ -255,4 +255,16 @@ Status ImageStore::Delete(const std::string& ns, const std::string& name) {
   });
 }
 
+Status ImageStore::SetRawAnnotationsForTest(const std::string& ns, const std::string& name,
+                                            std::string_view json) {
+  return db_.Update([&](Tx& tx) -> Status {
+    ASSIGN_OR_RETURN(Stmt st, tx.Prepare("UPDATE images SET annotations=? WHERE namespace=? AND "
+                                         "name=?"));
+    st.Bind(1, json).Bind(2, ns).Bind(3, name);
+    RETURN_IF_ERROR(st.Exec());
+    if (tx.Changes() == 0) return NotFound("image " + Quote(name));
+    return Status::Ok();
+  });
+}
+
 }  // namespace berth::metadata

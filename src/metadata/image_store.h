@@ -73,6 +73,11 @@ class ImageStore {
   // Errors: NotFound.
   Status Delete(const std::string& ns, const std::string& name);
 
+  // Stores `json` as the target's annotations of image `name` as is, unchecked: tests use it to
+  // see how reads treat a corrupt row. Errors: NotFound.
+  Status SetRawAnnotationsForTest(const std::string& ns, const std::string& name,
+                                  std::string_view json);
+
  private:
   Db& db_;
 };

@@ -7,6 +7,7 @@
 
 #include "common/filters.h"
 #include "common/log.h"
+#include "metadata/gc.h"
 #include "metadata/namespaces.h"
 #include "metadata/object_labels.h"
 
@@ -125,11 +126,6 @@ SnapshotStore::SnapshotStore(Db& db, snapshots::Backend& backend)
       name_(backend.name()),
       label_kind_(std::string(kKindSnapshotPrefix) + name_),
       lease_type_("snapshots/" + name_) {}
-
-std::string SnapshotStore::ReferencedSql() const {
-  // Names are plugin ids ([a-z]+), safe to inline.
-  return "SELECT CAST(id AS TEXT) FROM snapshots WHERE snapshotter='" + name_ + "'";
-}
 
 Result<std::vector<snapshots::Mount>> SnapshotStore::Prepare(const snapshots::Ctx& ctx,
                                                              std::string_view key,
@@ -265,6 +261,8 @@ Status SnapshotStore::Remove(const snapshots::Ctx& ctx, std::string_view key) {
     return DetachAll(tx, ns, lease_type_, key);
   }));
   spdlog::debug("snapshot remove sn={} ns={} key={} id={}", name_, ns, key, row.id);
+  // Shared, so a GC sweep never retries this removal's "rm-<id>" while it is under way.
+  std::shared_lock gc(db_.gc_lock());
   if (Status s = backend_.Remove(row.id); !s.ok()) {
     // The row is gone; the collector's backend pass retries the data.
     spdlog::warn("snapshot {}: remove data {}: {}", name_, row.id, s.ToString());
@@ -347,20 +345,12 @@ Status SnapshotStore::Cleanup(const snapshots::Ctx&) {
   std::unique_lock gc(db_.gc_lock());
   std::set<int64_t> referenced;
   RETURN_IF_ERROR(db_.View([&](Tx& tx) -> Status {
-    ASSIGN_OR_RETURN(Stmt st, tx.Prepare("SELECT id FROM snapshots WHERE snapshotter=?"));
-    st.Bind(1, name_);
-    for (;;) {
-      ASSIGN_OR_RETURN(bool more, st.Step());
-      if (!more) break;
-      referenced.insert(st.ColumnInt(0));
-    }
+    ASSIGN_OR_RETURN(referenced, ReferencedSnapshotIds(tx, name_));
     return Status::Ok();
   }));
-  ASSIGN_OR_RETURN(std::vector<int64_t> held, backend_.List());
-  for (int64_t id : held) {
-    if (referenced.contains(id)) continue;
-    RETURN_IF_ERROR(backend_.Remove(id));
-  }
+  // Entries that cannot be removed are logged and left for GC, which retries them.
+  ASSIGN_OR_RETURN(int64_t removed, backend_.Sweep(referenced));
+  spdlog::debug("snapshot {}: cleanup removed {} entries", name_, removed);
   return Status::Ok();
 }
 

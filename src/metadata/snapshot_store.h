@@ -10,12 +10,12 @@
 //    insert the row in a second transaction that re-checks; both under Db::gc_lock() held
 //    shared, so the collector never removes data whose row is about to appear. A failed insert
 //    removes the data again.
-//  - Remove deletes the row, its labels and lease attachments, then the backend data (a failure
-//    there is logged; the collector's backend pass retries).
+//  - Remove deletes the row, its labels and lease attachments, then the backend data under
+//    Db::gc_lock() held shared (a failure there is logged; every GC pass retries it).
 //  - Labels are kind "snapshot/<snapshotter>" in the labels table.
 //
-// Garbage-collection contract: the backend ids referenced are
-//   SELECT id FROM snapshots WHERE snapshotter='<name>'.
+// Garbage collection (metadata/gc.h) sweeps the backend with the ids any namespace's rows name
+// (ReferencedSnapshotIds); Cleanup does the same on request.
 #pragma once
 
 #include <string>
@@ -51,8 +51,6 @@ class SnapshotStore final : public snapshots::Snapshotter {
 
   const std::string& name() const { return name_; }
   snapshots::Backend& backend() { return backend_; }
-  // SQL listing the backend ids any namespace references (for gc::Backend).
-  std::string ReferencedSql() const;
 
  private:
   Result<std::vector<snapshots::Mount>> Create(const snapshots::Ctx& ctx, snapshots::Kind kind,

@@ -56,6 +56,9 @@ grpc::Status IntrospectionService::Plugins(grpc::ServerContext*,
         if (b != std::string::npos) o->set_variant(plat.substr(b + 1));
       }
       for (const auto& [k, v] : p.exports) (*out->mutable_exports())[k] = v;
+      if (p.live_exports) {
+        for (const auto& [k, v] : p.live_exports()) (*out->mutable_exports())[k] = v;
+      }
       for (const auto& c : p.capabilities) out->add_capabilities(c);
       if (!p.init_error.empty()) {
         out->mutable_init_err()->set_code(static_cast<int>(Code::kUnknown));

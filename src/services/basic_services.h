@@ -2,6 +2,7 @@
 // Thin: validate the request shape, call the core, translate errors with ToGrpc.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -36,6 +37,8 @@ struct PluginInfo {
   std::vector<std::string> dependencies;  // plugin types this one needs
   std::vector<std::string> platforms;  // "os/arch[/variant]"
   std::map<std::string, std::string> exports;
+  // Exports computed when asked (e.g. a snapshotter's `removal_pending`), after `exports`.
+  std::function<std::map<std::string, std::string>()> live_exports;
   std::vector<std::string> capabilities;
   std::string init_error;  // non-empty: the plugin failed to load (reported as init_err)
 };

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -120,6 +121,17 @@ class Backend {
   virtual Status Remove(int64_t id) = 0;
   // Ids with data on disk, highest (newest, so children) first.
   virtual Result<std::vector<int64_t>> List() const = 0;
+
+  // Garbage collection: removes the data of every id not in `keep` (children first), and
+  // retries the removals that failed part way before ("rm-<id>" dirs, e.g. a tree that was too
+  // deep to remove then). One entry that cannot be removed is logged and skipped. Returns how
+  // many entries were removed. Errors: only when the backend's directory cannot be listed.
+  // The caller holds the metadata's GC lock exclusively, which every Create and Remove through
+  // the metadata runs under (shared).
+  virtual Result<int64_t> Sweep(const std::set<int64_t>& keep) = 0;
+  // How many directories are waiting for removal (the leftovers Sweep retries), for
+  // Introspection's `removal_pending` export.
+  virtual Result<int64_t> PendingRemovals() const = 0;
 };
 
 }  // namespace berth::snapshots

@@ -231,6 +231,52 @@ TEST_F(ContentLocalStoreTest, DifferentTotalRestartsIngest) {
   EXPECT_EQ(w2->Status()->total, 20);
 }
 
+TEST_F(ContentLocalStoreTest, RefsTooLongToReadBackAreRefused) {
+  auto w = store_->OpenWriter(std::string(kMaxBackendRefBytes + 1, 'r'), 0);
+  ASSERT_FALSE(w.has_value());
+  EXPECT_EQ(w.error().code(), Code::kInvalidArgument);
+  std::string longest(kMaxBackendRefBytes, 'r');
+  w = store_->OpenWriter(longest, 0);
+  ASSERT_TRUE(w.has_value()) << w.error().ToString();
+  w->reset();
+  auto st = store_->Status(longest);
+  ASSERT_TRUE(st.has_value()) << st.error().ToString();
+  EXPECT_EQ(st->ref, longest);
+}
+
+// The GC role: unreferenced blobs and ingests go; kept ones, ingests a writer holds and
+// entries that cannot be read stay, and none of them stops the sweep.
+TEST_F(ContentLocalStoreTest, SweepRemovesWhatIsNotKept) {
+  for (const char* data : {"keep", "drop"}) {
+    auto w = store_->OpenWriter(std::string("blob-") + data, 0);
+    ASSERT_TRUE(w.has_value());
+    ASSERT_TRUE((*w)->Write(data).ok());
+    ASSERT_TRUE((*w)->Commit(0, "", {}).ok());
+  }
+  for (const char* ref : {"kept-ingest", "dropped-ingest", "unreadable"}) {
+    auto w = store_->OpenWriter(ref, 0);
+    ASSERT_TRUE(w.has_value());
+  }
+  auto held = store_->OpenWriter("held", 0);
+  ASSERT_TRUE(held.has_value());
+  Spit(store_->IngestPathForTest("unreadable") + "/ref", std::string(kMaxBackendRefBytes + 1, 'u'));
+  store_->SetLockAttemptsForTest(1);
+
+  auto removed = store_->Sweep({DigestOf("keep")}, {"kept-ingest"});
+  ASSERT_TRUE(removed.has_value()) << removed.error().ToString();
+  EXPECT_EQ(*removed, 2);  // blob "drop", ingest "dropped-ingest"
+  EXPECT_TRUE(store_->Info(DigestOf("keep")).has_value());
+  EXPECT_EQ(store_->Info(DigestOf("drop")).error().code(), Code::kNotFound);
+  EXPECT_TRUE(store_->Status("kept-ingest").has_value());
+  EXPECT_EQ(store_->Status("dropped-ingest").error().code(), Code::kNotFound);
+  EXPECT_TRUE(store_->Status("held").has_value());  // in use: left for a later sweep
+  EXPECT_TRUE(Exists(store_->IngestPathForTest("unreadable")));
+  held->reset();
+  removed = store_->Sweep({DigestOf("keep")}, {"kept-ingest"});
+  ASSERT_TRUE(removed.has_value());
+  EXPECT_EQ(*removed, 1);  // "held", released now
+}
+
 TEST_F(ContentLocalStoreTest, OneWriterPerRef) {
   auto w = Open("locked");
   ASSERT_TRUE(w);

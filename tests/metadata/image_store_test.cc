@@ -363,15 +363,12 @@ TEST_F(ImageStoreTest, UpdateErrors) {
 
 TEST_F(ImageStoreTest, CorruptAnnotationsAreDataLoss) {
   MustCreate(MakeImage("img"));
-  ASSERT_TRUE(db_->Update([](Tx& tx) { return tx.Exec("UPDATE images SET annotations='[1'"); })
-                  .ok());
+  ASSERT_TRUE(store_->SetRawAnnotationsForTest("ns1", "img", "[1").ok());
   auto got = store_->Get("ns1", "img");
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code(), Code::kDataLoss);
   EXPECT_EQ(store_->List("ns1").error().code(), Code::kDataLoss);
-  ASSERT_TRUE(db_->Update([](Tx& tx) {
-                   return tx.Exec("UPDATE images SET annotations='{\"a\":1}'");
-                 }).ok());
+  ASSERT_TRUE(store_->SetRawAnnotationsForTest("ns1", "img", "{\"a\":1}").ok());
   EXPECT_EQ(store_->Get("ns1", "img").error().code(), Code::kDataLoss);
 }
 

@@ -5,6 +5,14 @@
 
 #include <filesystem>
 
+#include "content/digest.h"
+#include "content/local/store.h"
+#include "metadata/content_store.h"
+#include "metadata/image_store.h"
+#include "metadata/lease_store.h"
+#include "metadata/snapshot_store.h"
+#include "snapshots/overlay/overlay.h"
+
 namespace berth::metadata {
 namespace {
 
@@ -96,21 +104,31 @@ TEST_F(NamespaceStoreTest, DeleteRemovesLabelsToo) {
   EXPECT_TRUE(store_->GetLabels("n1")->empty());  // old labels did not come back
 }
 
-// The emptiness check consults every object table that exists, including ones later schema
-// versions add (snapshots is simulated here until the snapshotter issue lands).
+// The emptiness check consults every object table: images, blobs, containers, snapshots.
 TEST_F(NamespaceStoreTest, DeleteRefusesWhileObjectsRemain) {
   ASSERT_TRUE(store_->Create("busy", {}).ok());
   ASSERT_TRUE(store_->Create("other", {}).ok());
-  ASSERT_TRUE(db_->Update([](Tx& tx) {
-                   return tx.Exec(
-                       "CREATE TABLE IF NOT EXISTS snapshots(namespace TEXT, snapshotter TEXT,"
-                       " key TEXT);"
-                       "INSERT INTO images VALUES('busy', 'docker.io/library/busybox:latest',"
-                       " 'application/vnd.oci.image.index.v1+json', 'sha256:00', 1, '{}', 1, 1);"
-                       "INSERT INTO content VALUES('other', 'sha256:00', 1, 1, 1);"
-                       "INSERT INTO snapshots(namespace, snapshotter, key, id, kind, created_at, "
-                       "updated_at) VALUES('busy', 'overlayfs', 'k', 1, 2, 1, 1);");
-                 }).ok());
+  ImageStore images(*db_);
+  Image img;
+  img.name = "docker.io/library/busybox:latest";
+  img.target = {.media_type = "application/vnd.oci.image.index.v1+json",
+                .digest = content::DigestOf("index"),
+                .size = 5};
+  ASSERT_TRUE(images.Create("busy", img));
+  auto overlay = snapshots::OverlayBackend::Open(dir_ + "/overlayfs", false);
+  ASSERT_TRUE(overlay) << overlay.error().ToString();
+  SnapshotStore snapshots(*db_, **overlay);
+  ASSERT_TRUE(snapshots.Prepare({"busy", ""}, "k", "", {}));
+  auto local = content::LocalStore::Open(dir_ + "/content");
+  ASSERT_TRUE(local) << local.error().ToString();
+  ContentStore content(*db_, **local);
+  {
+    auto w = content.OpenWriter("other", "", "blob", 0, "");
+    ASSERT_TRUE(w) << w.error().ToString();
+    ASSERT_TRUE((*w)->Write("x").ok());
+    ASSERT_TRUE((*w)->Commit(0, "", {}).ok());
+  }
+
   Status s = store_->Delete("busy");
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_EQ(s.message(),
@@ -119,17 +137,14 @@ TEST_F(NamespaceStoreTest, DeleteRefusesWhileObjectsRemain) {
   EXPECT_EQ(store_->Delete("other").message(),
             "namespace \"other\" must be empty, but it still has blobs");
   EXPECT_EQ(store_->List()->size(), 2u);
-  ASSERT_TRUE(db_->Update([](Tx& tx) {
-                   return tx.Exec("DELETE FROM images; DELETE FROM snapshots;");
-                 }).ok());
+  ASSERT_TRUE(images.Delete("busy", img.name).ok());
+  ASSERT_TRUE(snapshots.Remove({"busy", ""}, "k").ok());
   EXPECT_TRUE(store_->Delete("busy").ok());
 }
 
 TEST_F(NamespaceStoreTest, LeasesDoNotBlockDelete) {
   ASSERT_TRUE(store_->Create("leased", {}).ok());
-  ASSERT_TRUE(db_->Update([](Tx& tx) {
-                   return tx.Exec("INSERT INTO leases VALUES('leased', 'l1', 1);");
-                 }).ok());
+  ASSERT_TRUE(LeaseStore(*db_).Create("leased", "l1", {}));
   EXPECT_TRUE(store_->Delete("leased").ok());
 }
 

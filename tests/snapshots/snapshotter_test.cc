@@ -5,11 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 
 #include "metadata/db.h"
+#include "metadata/gc.h"
 #include "metadata/snapshot_store.h"
 #include "snapshots/native/native.h"
 #include "snapshots/overlay/overlay.h"
@@ -238,6 +241,64 @@ TEST_P(SnapshotterTest, CleanupRemovesUnreferencedData) {
   ASSERT_TRUE(backend_->Create(99, Kind::kActive, {}).ok());
   ASSERT_TRUE(sn_->Cleanup(kCtx).ok());
   EXPECT_EQ(*backend_->List(), (std::vector<int64_t>{1}));
+}
+
+// A removal that fails part way leaves "rm-<id>" behind (berthd hit EMFILE on a ~20,000-level
+// tree; here a mount inside the doomed tree makes its rmdir fail with EBUSY). Every GC pass
+// retries it, PendingRemovals counts it, and once removal can succeed the next pass removes it.
+TEST_P(SnapshotterTest, GcRetriesLeftoverRemovals) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount";
+  metadata::GarbageCollector gc(*db_);
+  gc.AddSnapshotBackend(*backend_);
+  auto m = sn_->Prepare(kCtx, "doomed", "", {});
+  ASSERT_TRUE(m) << m.error().ToString();
+  std::string pin = DataDir(*m) + "/pin";
+  ASSERT_EQ(::mkdir(pin.c_str(), 0700), 0);
+  ASSERT_EQ(::mount("tmpfs", pin.c_str(), "tmpfs", 0, nullptr), 0) << std::strerror(errno);
+  std::string moved = Base() + "rm-1" + pin.substr((Base() + "1").size());
+  struct Unmount {  // wherever the mount is by then
+    std::vector<std::string> paths;
+    ~Unmount() {
+      for (const auto& p : paths) ::umount2(p.c_str(), MNT_DETACH);
+    }
+  } unmount{{pin, moved}};
+  EXPECT_EQ(*backend_->PendingRemovals(), 0);
+
+  // The removal fails (logged; the row is gone) and leaves rm-1.
+  ASSERT_TRUE(sn_->Remove(kCtx, "doomed").ok());
+  ASSERT_TRUE(stdfs::exists(Base() + "rm-1"));
+  EXPECT_EQ(*backend_->PendingRemovals(), 1);
+  auto pass = gc.Collect();
+  ASSERT_TRUE(pass) << pass.error().ToString();
+  EXPECT_EQ(pass->backend_errors, 0);
+  EXPECT_TRUE(stdfs::exists(Base() + "rm-1"));
+  EXPECT_EQ(*backend_->PendingRemovals(), 1);
+
+  // Removable now: the next pass removes it.
+  ASSERT_EQ(::umount2(moved.c_str(), 0), 0) << std::strerror(errno);
+  pass = gc.Collect();
+  ASSERT_TRUE(pass) << pass.error().ToString();
+  EXPECT_EQ(pass->backend_removed, 1);
+  EXPECT_FALSE(stdfs::exists(Base() + "rm-1"));
+  EXPECT_EQ(*backend_->PendingRemovals(), 0);
+}
+
+TEST_P(SnapshotterTest, SweepRemovesUnkeptIdsAndLeavesOthersAlone) {
+  Layer("keep", "", {});
+  ASSERT_TRUE(backend_->Create(7, Kind::kActive, {}).ok());
+  ASSERT_TRUE(backend_->Create(8, Kind::kActive, {}).ok());
+  ASSERT_TRUE(stdfs::create_directory(Base() + "rm--9"));   // a failed Create's leftover
+  ASSERT_TRUE(stdfs::create_directory(Base() + "rm-x"));    // not ours: left alone
+  ASSERT_TRUE(stdfs::create_directory(Base() + "new-abc"));  // a Create's staging dir
+  EXPECT_EQ(*backend_->PendingRemovals(), 1);
+  auto removed = backend_->Sweep({1, 8});
+  ASSERT_TRUE(removed) << removed.error().ToString();
+  EXPECT_EQ(*removed, 2);  // 7 and rm--9
+  EXPECT_EQ(*backend_->List(), (std::vector<int64_t>{8, 1}));
+  EXPECT_FALSE(stdfs::exists(Base() + "rm--9"));
+  EXPECT_TRUE(stdfs::exists(Base() + "rm-x"));
+  EXPECT_TRUE(stdfs::exists(Base() + "new-abc"));
+  EXPECT_EQ(*backend_->PendingRemovals(), 0);
 }
 
 TEST_P(SnapshotterTest, RealMountWorks) {

@@ -494,7 +494,7 @@ berth::Status LocalStore::Recover() {
         for (const auto& e : *entries) {
           if (e.ends_with(".tmp")) ::unlinkat(dir.get(), e.c_str(), 0);
         }
-        auto ref = ReadFileAt(dir.get(), kRefFile);
+        auto ref = ReadFileAt(dir.get(), kRefFile, kMaxBackendRefBytes);
         struct stat st;
         if (!ref || IngestName(*ref) != name) {
           why = "ingest without a valid ref";
@@ -607,7 +607,7 @@ Result<IngestStatus> LocalStore::ReadIngest(const std::string& name, std::string
     if (errno == ENOENT) return std::unexpected(NotFound("ingest ref " + Quote(want_ref)));
     return std::unexpected(StatusFromErrno(errno, "open ingest " + name));
   }
-  ASSIGN_OR_RETURN(std::string ref, ReadFileAt(dir.get(), kRefFile));
+  ASSIGN_OR_RETURN(std::string ref, ReadFileAt(dir.get(), kRefFile, kMaxBackendRefBytes));
   if (!want_ref.empty() && ref != want_ref) {
     return std::unexpected(NotFound("ingest ref " + Quote(want_ref)));
   }
@@ -666,6 +666,12 @@ berth::Status LocalStore::Abort(std::string_view ref) {
 
 Result<std::unique_ptr<Writer>> LocalStore::OpenWriter(std::string_view ref_view, int64_t total) {
   if (ref_view.empty()) return std::unexpected(InvalidArgument("ref must not be empty"));
+  if (ref_view.size() > kMaxBackendRefBytes) {
+    // Longer refs could not be read back from the ingest's `ref` file.
+    return std::unexpected(InvalidArgument("ref is " + std::to_string(ref_view.size()) +
+                                           " bytes long, longer than the " +
+                                           std::to_string(kMaxBackendRefBytes) + " allowed"));
+  }
   std::string ref(ref_view);
   {
     thread_local std::mt19937 rng(std::random_device{}());

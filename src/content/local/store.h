@@ -34,7 +34,7 @@
 
 namespace berth::content {
 
-class LocalStore final : public Store {
+class LocalStore final : public Store, public Sweeper {
  public:
   // Opens (creating if needed) the store under `root` and runs recovery. Directories are
   // created 0700. Errors: from the file system, naming the path.
@@ -50,6 +50,9 @@ class LocalStore final : public Store {
   Result<IngestStatus> Status(std::string_view ref) override;
   berth::Status Abort(std::string_view ref) override;
   berth::Status WalkIngests(const std::function<berth::Status(const IngestStatus&)>& fn) override;
+  // Garbage collection (sweep.cc): blob files and ingest dirs the metadata no longer names.
+  Result<int64_t> Sweep(const std::set<std::string>& keep_blobs,
+                        const std::set<std::string>& keep_ingests) override;
 
   const std::string& root() const { return root_; }
   // Path of the blob file for a valid digest (for tests and diagnostics).

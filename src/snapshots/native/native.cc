@@ -7,6 +7,7 @@
 
 #include "common/fs.h"
 #include "snapshots/fs_util.h"
+#include "snapshots/sweep.h"
 
 namespace berth::snapshots {
 
@@ -55,5 +56,13 @@ Status NativeBackend::Remove(int64_t id) {
 }
 
 Result<std::vector<int64_t>> NativeBackend::List() const { return ListIds(root_ + "/snapshots"); }
+
+Result<int64_t> NativeBackend::Sweep(const std::set<int64_t>& keep) {
+  return SweepSnapshotDir(root_ + "/snapshots", keep, [this](int64_t id) { return Remove(id); });
+}
+
+Result<int64_t> NativeBackend::PendingRemovals() const {
+  return CountPendingRemovals(root_ + "/snapshots");
+}
 
 }  // namespace berth::snapshots

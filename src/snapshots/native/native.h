@@ -21,6 +21,8 @@ class NativeBackend final : public Backend {
   Result<Usage> Measure(int64_t id) const override;
   Status Remove(int64_t id) override;
   Result<std::vector<int64_t>> List() const override;
+  Result<int64_t> Sweep(const std::set<int64_t>& keep) override;
+  Result<int64_t> PendingRemovals() const override;
 
   std::string Dir(int64_t id) const { return root_ + "/snapshots/" + std::to_string(id); }
 

@@ -8,6 +8,7 @@
 
 #include "common/fs.h"
 #include "snapshots/fs_util.h"
+#include "snapshots/sweep.h"
 
 namespace berth::snapshots {
 
@@ -87,5 +88,13 @@ Status OverlayBackend::Remove(int64_t id) {
 }
 
 Result<std::vector<int64_t>> OverlayBackend::List() const { return ListIds(root_ + "/snapshots"); }
+
+Result<int64_t> OverlayBackend::Sweep(const std::set<int64_t>& keep) {
+  return SweepSnapshotDir(root_ + "/snapshots", keep, [this](int64_t id) { return Remove(id); });
+}
+
+Result<int64_t> OverlayBackend::PendingRemovals() const {
+  return CountPendingRemovals(root_ + "/snapshots");
+}
 
 }  // namespace berth::snapshots
