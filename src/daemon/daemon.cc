@@ -240,8 +240,10 @@ Status Daemon::Start() {
 
   services_.push_back(std::make_unique<services::VersionService>(
       std::string(BERTH_VERSION), std::string(BERTH_REVISION)));
+  auto plugins = ProvidedPlugins();
+  AddPluginExports(plugins, cfg_.root, cfg_.state, cfg_.runtime_binaries);
   services_.push_back(
-      std::make_unique<services::IntrospectionService>(ProvidedPlugins(), *uuid));
+      std::make_unique<services::IntrospectionService>(std::move(plugins), *uuid));
   services_.push_back(std::make_unique<services::NamespacesService>(*namespaces_, *exchange_));
   services_.push_back(std::make_unique<services::EventsService>(*exchange_));
   services_.push_back(std::make_unique<services::LeasesService>(*leases_, *gc_));
