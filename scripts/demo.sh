@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-bash scripts/build.sh
+# Only what the demo runs: the daemon, the CLI and the shim (not the ~200 test objects;
+# scripts/test.sh builds those).
+bash scripts/build.sh berthd berth containerd-shim-berth-v2
 BUILD_DIR=${BUILD_DIR:-build}
 SOCK=/run/berth/berthd.sock
 if ctr --address "$SOCK" version >/dev/null 2>&1; then

@@ -12,12 +12,16 @@
 #include <string>
 #include <vector>
 
-#include "cli/client.h"
 #include "cli/output.h"
+#include "client/client.h"
 #include "common/status.h"
 #include "common/validate.h"
 
 namespace berth::cli {
+
+// The CLI is a thin layer over the client library (src/client): flags in, output out. Its
+// names are used unqualified here.
+using namespace ::berth::client;
 
 struct GlobalOptions {
   std::string address = kDefaultAddress;
@@ -62,6 +66,9 @@ std::string TimestampJson(const google::protobuf::Timestamp& t);
 // "5 seconds" since `t` (docker-style, for AGE columns); "-" for an unset timestamp.
 std::string AgeOf(const google::protobuf::Timestamp& t);
 
+// "berth: <message> (<code name>)" on stderr.
+void PrintError(const Status& s);
+
 // Prints `s` (PrintError) and returns the exit code 1.
 int ReportError(const Status& s);
 
@@ -82,7 +89,32 @@ void AddImagesMountCommands(CLI::App& images_group, Cli& cli);
 void AddSnapshotsCommands(CLI::App& app, Cli& cli);
 void AddContainersCommands(CLI::App& app, Cli& cli);
 void AddEventsCommand(CLI::App& app, Cli& cli);
-// run, create, start, exec, attach, kill, ps, pause, resume, rm, and the `tasks` group.
+// run and create (ctr's run/).
+void AddRunCommands(CLI::App& app, Cli& cli);
+// start, exec, attach, kill, ps, pause, resume, rm, and the `tasks` group (ctr's tasks/).
 void AddTasksCommands(CLI::App& app, Cli& cli);
+// plugins ls (ctr plugins ls).
+void AddPluginsCommands(CLI::App& app, Cli& cli);
+// info: the daemon, its directories, runtimes and snapshotters.
+void AddInfoCommand(CLI::App& app, Cli& cli);
+
+// Commands that end with the process's argv take everything after their positional
+// arguments verbatim (`berth run IMG id sh -c 'exit 3'`), like ctr: flags go first.
+void TakeArgv(CLI::App* cmd);
+
+// The directory for a process's stdio FIFOs: `flag` (--fifo-dir) or "fifo" beside the socket.
+std::string FifoRoot(const Cli& cli, const std::string& flag);
+
+// Exit codes of the CLI itself (a container's own exit code passes through run/exec/start).
+inline constexpr int kExitError = 1;  // the command failed
+inline constexpr int kExitUsage = 2;  // bad flags, arguments or command names
+
+// A usage line for `cmd`'s help after "Usage: <path>", e.g. "[OPTIONS] IMAGE ID [COMMAND
+// [ARG...]]" (CLI11 2.1 would print the positional names as declared).
+void SetUsage(CLI::App* cmd, std::string usage);
+
+// Parses argv into `app` and runs the chosen action. Parse errors print "berth: ..." with a
+// hint (the closest command names, `berth ... --help`) and return kExitUsage; --help returns 0.
+int ParseAndRun(CLI::App& app, Cli& cli, int argc, char** argv);
 
 }  // namespace berth::cli

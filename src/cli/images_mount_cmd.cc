@@ -9,17 +9,17 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "cli/mounts.h"
-#include "cli/unpack.h"
+#include "client/image.h"
+#include "client/leases.h"
+#include "client/mounts.h"
+#include "client/snapshots.h"
 #include "github.com/containerd/containerd/api/services/images/v1/images.grpc.pb.h"
-#include "github.com/containerd/containerd/api/services/leases/v1/leases.grpc.pb.h"
 #include "github.com/containerd/containerd/api/services/snapshots/v1/snapshots.grpc.pb.h"
 
 namespace berth::cli {
 namespace {
 
 namespace iapi = containerd::services::images::v1;
-namespace lapi = containerd::services::leases::v1;
 namespace sapi = containerd::services::snapshots::v1;
 
 constexpr auto kLeaseLifetime = std::chrono::hours(24);
@@ -37,24 +37,6 @@ struct UnmountArgs {
   std::string snapshotter = "overlayfs";
   bool rm = false;
 };
-
-Status DeleteLease(const Client& client, const std::string& id) {
-  auto stub = lapi::Leases::NewStub(client.channel());
-  lapi::DeleteRequest req;
-  req.set_id(id);
-  google::protobuf::Empty resp;
-  return FromGrpc(stub->Delete(client.NewContext().get(), req, &resp));
-}
-
-Status RemoveSnapshot(const Client& client, const std::string& snapshotter,
-                      const std::string& key) {
-  auto stub = sapi::Snapshots::NewStub(client.channel());
-  sapi::RemoveSnapshotRequest req;
-  req.set_snapshotter(snapshotter);
-  req.set_key(key);
-  google::protobuf::Empty resp;
-  return FromGrpc(stub->Remove(client.NewContext().get(), req, &resp));
-}
 
 // The snapshot named `key` on `parent`, writable or a view; one left by an earlier mount of
 // the same target is reused. Sets `created` when this call made it.
@@ -125,14 +107,9 @@ int RunMount(Cli& cli, const MountArgs& a) {
   // references them, and the target's snapshot until `unmount --rm`. A lease left by an
   // earlier mount of this target is taken over, as ctr does.
   const std::string& lease = *target;
-  auto leases = lapi::Leases::NewStub(client.channel());
-  lapi::CreateRequest create;
-  create.set_id(lease);
-  (*create.mutable_labels())[kExpireLabel] =
-      FormatRfc3339(std::chrono::system_clock::now() + kLeaseLifetime, /*with_fraction=*/false);
-  (*create.mutable_labels())[kSnapshotRefLabel + a.snapshotter] = *target;
-  lapi::CreateResponse created_lease;
-  Status ls = FromGrpc(leases->Create(client.NewContext().get(), create, &created_lease));
+  auto created_lease = CreateLease(client, lease, kLeaseLifetime,
+                                   {{kSnapshotRefLabel + a.snapshotter, *target}});
+  Status ls = created_lease ? Status::Ok() : created_lease.error();
   if (!ls.ok() && ls.code() != Code::kAlreadyExists) return ReportError(ls.Wrap("create lease"));
   bool own_lease = ls.ok();
   auto fail = [&](const Status& s) {

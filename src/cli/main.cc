@@ -1,8 +1,6 @@
 // berth: the command-line client for berthd (containerd's `ctr`, friendlier).
 #include <CLI/CLI.hpp>
-#include <cstdio>
 #include <cstdlib>
-#include <exception>
 
 #include "cli/commands.h"
 
@@ -11,12 +9,15 @@ int main(int argc, char** argv) {
   ::setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
 
   berth::cli::Cli cli;
-  CLI::App app{"berth: command-line client for berthd"};
+  // Named, so usage says "berth", not the path it was started by.
+  CLI::App app{"berth: command-line client for berthd", "berth"};
   app.require_subcommand(1);
   // Global flags may follow the subcommand too: `berth ns ls --format json`.
   app.fallthrough();
   berth::cli::AddGlobalOptions(app, cli);
   berth::cli::AddVersionCommand(app, cli);
+  berth::cli::AddInfoCommand(app, cli);
+  berth::cli::AddPluginsCommands(app, cli);
   berth::cli::AddNamespacesCommands(app, cli);
   berth::cli::AddContentCommands(app, cli);
   berth::cli::AddImagesCommands(app, cli);
@@ -24,13 +25,7 @@ int main(int argc, char** argv) {
   berth::cli::AddLeasesCommands(app, cli);
   berth::cli::AddSnapshotsCommands(app, cli);
   berth::cli::AddEventsCommand(app, cli);
+  berth::cli::AddRunCommands(app, cli);
   berth::cli::AddTasksCommands(app, cli);
-  CLI11_PARSE(app, argc, argv);
-
-  try {
-    return cli.action ? cli.action() : 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "berth: %s (internal)\n", e.what());
-    return 1;
-  }
+  return berth::cli::ParseAndRun(app, cli, argc, argv);
 }

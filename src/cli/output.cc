@@ -118,31 +118,6 @@ std::string HumanDuration(std::chrono::nanoseconds d) {
   return plural(hours / 24 / 365, "year");
 }
 
-std::string FormatRfc3339(std::chrono::system_clock::time_point t, bool with_fraction) {
-  using namespace std::chrono;
-  auto ns = duration_cast<nanoseconds>(t.time_since_epoch()).count();
-  int64_t secs = ns / 1'000'000'000;
-  int64_t frac = ns % 1'000'000'000;
-  if (frac < 0) {
-    frac += 1'000'000'000;
-    --secs;
-  }
-  std::time_t tt = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out = buf;
-  if (with_fraction && frac != 0) {
-    char f[16];
-    std::snprintf(f, sizeof f, ".%09lld", static_cast<long long>(frac));
-    std::string fs = f;
-    fs.erase(fs.find_last_not_of('0') + 1);
-    out += fs;
-  }
-  return out + "Z";
-}
-
 std::string Base64(std::string_view bytes) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

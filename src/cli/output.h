@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "client/client.h"
 #include "common/validate.h"
 
 namespace berth::cli {
@@ -40,9 +41,8 @@ std::string HumanSize(int64_t bytes);
 // "3 hours", "2 days", "6 weeks", "4 months", "2 years" (docker's units.HumanDuration).
 std::string HumanDuration(std::chrono::nanoseconds d);
 
-// RFC 3339 in UTC with nanoseconds trimmed of trailing zeros: "2024-05-01T12:00:00.5Z"
-// (Go's time.RFC3339Nano).
-std::string FormatRfc3339(std::chrono::system_clock::time_point t, bool with_fraction = true);
+// FormatRfc3339 is the client library's (leases need it for gc.expire).
+using client::FormatRfc3339;
 
 // Standard base64 with padding, as Go's encoding/json prints []byte.
 std::string Base64(std::string_view bytes);

@@ -7,7 +7,7 @@
 #include <map>
 
 #include "cli/commands.h"
-#include "cli/mounts.h"
+#include "client/mounts.h"
 #include "github.com/containerd/containerd/api/services/snapshots/v1/snapshots.grpc.pb.h"
 
 namespace berth::cli {

@@ -1,37 +1,15 @@
 // berth version: this client's build and the server's Version + Introspection.Server answers.
-#include <google/protobuf/empty.pb.h>
-
 #include <iostream>
 
 #include "cli/commands.h"
-#include "github.com/containerd/containerd/api/services/introspection/v1/introspection.grpc.pb.h"
-#include "github.com/containerd/containerd/api/services/version/v1/version.grpc.pb.h"
+#include "client/introspection.h"
 
 namespace berth::cli {
 namespace {
 
-namespace introspection = containerd::services::introspection::v1;
-namespace version = containerd::services::version::v1;
-
-struct ServerInfo {
-  std::string version;
-  std::string revision;
-  std::string uuid;
-};
-
-Result<ServerInfo> QueryServer(Cli& cli) {
+Result<ServerVersion> QueryServer(Cli& cli) {
   ASSIGN_OR_RETURN(Client * client, cli.client());
-  ServerInfo info;
-  version::VersionResponse v;
-  auto vs = version::Version::NewStub(client->channel());
-  RETURN_IF_ERROR(FromGrpc(vs->Version(client->NewContext().get(), {}, &v)));
-  info.version = v.version();
-  info.revision = v.revision();
-  introspection::ServerResponse s;
-  auto is = introspection::Introspection::NewStub(client->channel());
-  RETURN_IF_ERROR(FromGrpc(is->Server(client->NewContext().get(), {}, &s)));
-  info.uuid = s.uuid();
-  return info;
+  return GetServerVersion(*client);
 }
 
 int RunVersion(Cli& cli) {

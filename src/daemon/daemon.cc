@@ -221,6 +221,7 @@ Status Daemon::Start() {
   services_.push_back(std::make_unique<services::VersionService>(
       std::string(BERTH_VERSION), std::string(BERTH_REVISION)));
   std::vector<services::PluginInfo> plugins = ProvidedPlugins();
+  AddPluginExports(plugins, cfg_.root, cfg_.state, cfg_.runtime_binaries);
   AddSnapshotterExports(plugins, snapshot_backends_);
   services_.push_back(
       std::make_unique<services::IntrospectionService>(std::move(plugins), *uuid));

@@ -1,5 +1,9 @@
 #include "daemon/plugins.h"
 
+#include <set>
+
+#include "tasks/shim_manager.h"
+
 namespace berth::daemon {
 
 std::vector<services::PluginInfo> ProvidedPlugins() {
@@ -45,6 +49,28 @@ std::vector<services::PluginInfo> ProvidedPlugins() {
       {.type = kGrpc, .id = "tasks", .dependencies = {kService}},
       {.type = kGrpc, .id = "version"},
   };
+}
+
+void AddPluginExports(std::vector<services::PluginInfo>& plugins, const std::string& root,
+                      const std::string& state,
+                      const std::map<std::string, std::string>& runtime_binaries) {
+  std::set<std::string> runtimes(std::begin(tasks::kOwnShimRuntimes),
+                                 std::end(tasks::kOwnShimRuntimes));
+  for (const auto& [name, binary] : runtime_binaries) runtimes.insert(name);
+  std::string runtime_list;
+  for (const auto& r : runtimes) runtime_list += (runtime_list.empty() ? "" : ",") + r;
+  // The directories daemon.cc opens these plugins on.
+  for (auto& p : plugins) {
+    if (p.type == "io.containerd.content.v1") {
+      p.exports["root"] = root + "/content";
+    } else if (p.type == "io.containerd.snapshotter.v1") {
+      p.exports["root"] = root + "/snapshots/" + p.id;
+    } else if (p.type == "io.containerd.runtime.v2") {
+      p.exports["root"] = root + "/" + tasks::kRuntimePluginDir;
+      p.exports["state"] = state + "/" + tasks::kRuntimePluginDir;
+      p.exports["runtimes"] = runtime_list;
+    }
+  }
 }
 
 }  // namespace berth::daemon

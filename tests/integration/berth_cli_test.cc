@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -232,6 +233,142 @@ TEST_F(BerthCliTest, SilentSocketTimesOut) {
   r = Berth({"--timeout", "soon", "ns", "ls"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("invalid duration"), std::string::npos) << r.err;
+}
+
+// Usage names the program `berth` (not the path it was run by) and shows the argv shape.
+TEST_F(BerthCliTest, UsageNamesBerthAndShowsArgv) {
+  RunResult r = Berth({"--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.starts_with("berth: command-line client")) << r.out;
+  EXPECT_NE(r.out.find("Usage: berth [OPTIONS] SUBCOMMAND"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(BinaryPath("berth")), std::string::npos) << r.out;
+
+  r = Berth({"run", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Usage: berth run [OPTIONS] IMAGE ID [COMMAND [ARG...]]"),
+            std::string::npos)
+      << r.out;
+  r = Berth({"exec", "--help"});
+  EXPECT_NE(r.out.find("Usage: berth exec [OPTIONS] ID COMMAND [ARG...]"), std::string::npos)
+      << r.out;
+  r = Berth({"tasks", "exec", "--help"});
+  EXPECT_NE(r.out.find("Usage: berth tasks exec [OPTIONS] ID COMMAND [ARG...]"),
+            std::string::npos)
+      << r.out;
+}
+
+// An unknown command says which, suggests the near ones, points at --help, and exits 2.
+TEST_F(BerthCliTest, UnknownCommandHintsAndExitsTwo) {
+  RunResult r = Berth({"imags", "ls"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("berth: unknown command \"imags\" for \"berth\""), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("Did you mean this?\n\timages"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("See 'berth --help'."), std::string::npos) << r.err;
+
+  r = Berth({"namespaces", "lst"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown command \"lst\" for \"berth namespaces\""), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("\tls"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("See 'berth namespaces --help'."), std::string::npos) << r.err;
+
+  // Nothing close: no suggestion, still the pointer to --help.
+  r = Berth({"frobnicate"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown command \"frobnicate\""), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("Did you mean"), std::string::npos) << r.err;
+}
+
+// Usage errors exit 2 (not CLI11's internal codes such as 105 or 106); errors 1.
+TEST_F(BerthCliTest, ExitCodesAreOneForErrorsTwoForUsage) {
+  RunResult r = Berth({});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(r.err.starts_with("berth: ")) << r.err;
+  EXPECT_EQ(Berth({"ns", "ls", "--no-such-flag"}).exit_code, 2);
+  EXPECT_EQ(Berth({"--format", "yaml", "ns", "ls"}).exit_code, 2);
+  EXPECT_EQ(Berth({"run"}).exit_code, 2);  // IMAGE and ID missing
+  r = Berth({"ns", "rm"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("See 'berth namespaces rm --help'."), std::string::npos) << r.err;
+  // The daemon said no: 1.
+  EXPECT_EQ(Berth({"ns", "rm", "ghost"}).exit_code, 1);
+  EXPECT_EQ(Berth({"ns", "ls"}).exit_code, 0);
+}
+
+// `berth plugins ls` is `ctr plugins ls`: the same rows in the same order.
+TEST_F(BerthCliTest, PluginsListMatchesCtr) {
+  RunResult r = Berth({"plugins", "ls"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  RunResult c = Ctr({"plugins", "ls"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  auto ours = Lines(r.out), theirs = Lines(c.out);
+  ASSERT_EQ(ours.size(), theirs.size()) << r.out << "\n" << c.out;
+  auto words = [](const std::string& line) {
+    std::vector<std::string> out;
+    std::istringstream in(line);
+    for (std::string w; in >> w;) out.push_back(w);
+    return out;
+  };
+  EXPECT_EQ(words(ours[0]), (std::vector<std::string>{"TYPE", "ID", "PLATFORMS", "STATUS"}));
+  for (size_t i = 1; i < ours.size(); ++i) EXPECT_EQ(words(ours[i]), words(theirs[i]));
+  EXPECT_NE(r.out.find("io.containerd.snapshotter.v1"), std::string::npos);
+
+  // Filters, as ctr takes them; -q the IDs.
+  r = Berth({"plugins", "ls", "-q", "type==io.containerd.snapshotter.v1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "native\noverlayfs\n");
+
+  r = Berth({"--format", "json", "plugins", "ls", "id==overlayfs"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(doc.size(), 1u) << r.out;
+  EXPECT_EQ(doc[0]["type"], "io.containerd.snapshotter.v1");
+  EXPECT_EQ(doc[0]["status"], "ok");
+  EXPECT_EQ(doc[0]["exports"]["root"], root_ + "/snapshots/overlayfs");
+}
+
+// `berth info`: the daemon's version, its root and state (from the plugins' exports), runtimes,
+// and every export of the snapshotters and the content store.
+TEST_F(BerthCliTest, InfoShowsDaemonDirsRuntimesAndStores) {
+  RunResult r = Berth({"--format", "json", "info"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(doc["server"]["version"].get<std::string>().starts_with("1.6.20"));
+  EXPECT_FALSE(doc["server"]["uuid"].get<std::string>().empty());
+  EXPECT_EQ(doc["root"], root_);
+  EXPECT_EQ(doc["state"], state_);
+  auto runtimes = doc["runtimes"].get<std::vector<std::string>>();
+  EXPECT_NE(std::find(runtimes.begin(), runtimes.end(), "io.containerd.runc.v2"),
+            runtimes.end())
+      << r.out;
+  std::map<std::string, nlohmann::json> snapshotters;
+  for (const auto& s : doc["snapshotters"]) snapshotters[s["id"]] = s["exports"];
+  ASSERT_TRUE(snapshotters.contains("overlayfs")) << r.out;
+  ASSERT_TRUE(snapshotters.contains("native")) << r.out;
+  EXPECT_EQ(snapshotters["native"]["root"], root_ + "/snapshots/native");
+  ASSERT_EQ(doc["content"].size(), 1u) << r.out;
+  EXPECT_EQ(doc["content"][0]["exports"]["root"], root_ + "/content");
+
+  // The table says the same; every export of every store is printed.
+  r = Berth({"info"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("  Root:      " + root_ + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  State:     " + state_ + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Runtimes:\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Snapshotters:\n  native\n    root: " + root_ + "/snapshots/native\n"),
+            std::string::npos)
+      << r.out;
+  for (const auto& [id, exports] : snapshotters) {
+    for (const auto& [k, v] : exports.items()) {
+      EXPECT_NE(r.out.find("    " + k + ": " + v.get<std::string>() + "\n"), std::string::npos)
+          << id << " " << k << "\n" << r.out;
+    }
+  }
+  EXPECT_NE(r.out.find("Content:\n  content\n    root: " + root_ + "/content\n"),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace

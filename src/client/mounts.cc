@@ -1,4 +1,4 @@
-#include "cli/mounts.h"
+#include "client/mounts.h"
 
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -14,7 +14,7 @@
 
 #include "common/mount.h"
 
-namespace berth::cli {
+namespace berth::client {
 namespace {
 
 // Undoes mountinfo's octal escapes ("\040" is a space).
@@ -83,4 +83,4 @@ Result<bool> IsMountPoint(const std::string& path) {
   return false;
 }
 
-}  // namespace berth::cli
+}  // namespace berth::client

@@ -18,10 +18,11 @@
 #include <string_view>
 #include <vector>
 
+#include "client/user.h"
 #include "common/status.h"
 #include "common/validate.h"
 
-namespace berth::cli {
+namespace berth::client {
 
 inline constexpr char kSpecTypeUrl[] = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 inline constexpr char kProcessTypeUrl[] =
@@ -46,19 +47,15 @@ struct SpecOptions {
   bool read_only = false;
   bool net_host = false;
   bool privileged = false;
-  // Resolves the image config's User ("name", "uid", "name:group", "uid:gid", ...) to ids;
-  // unset: only numeric uid[:gid] is accepted (gid 0 when missing).
-  std::function<Result<std::pair<uint32_t, uint32_t>>(const std::string& user)> resolve_user;
+  // Resolves the image config's User ("name", "uid", "name:group", "uid:gid", ...) to ids
+  // (ResolveUser in user.h); unset: only numeric uid[:gid] is accepted (gid 0 when missing).
+  // Either way a numeric user out of range is InvalidArgument (CVE-2024-40635).
+  std::function<Result<UserIds>(const std::string& user)> resolve_user;
 };
 
-// containerd's WithUser against the /etc/passwd and /etc/group of the root filesystem at
-// `root` (read with openat2 RESOLVE_IN_ROOT, so the image's symlinks cannot leave it): a
-// numeric uid without a passwd entry gets gid 0; an unknown name is NotFound.
-Result<std::pair<uint32_t, uint32_t>> ResolveUserInRoot(const std::string& root,
-                                                        const std::string& user);
-
 // The spec as an OCI runtime-spec JSON document. InvalidArgument when there are no process
-// args at all, or (without resolve_user) for a non-numeric image user; resolve_user's errors.
+// args at all, for a numeric user or group out of range, or (without resolve_user) for a
+// named image user; resolve_user's errors.
 Result<nlohmann::json> GenerateSpec(const SpecOptions& opts);
 
 // ctr's --mount syntax: "type=bind,src=/a,dst=/b,options=rbind:ro" (source|src,
@@ -70,4 +67,4 @@ Result<nlohmann::json> ParseMountFlag(std::string_view flag);
 std::vector<std::string> MergeEnv(const std::vector<std::string>& defaults,
                                   const std::vector<std::string>& overrides);
 
-}  // namespace berth::cli
+}  // namespace berth::client

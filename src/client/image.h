@@ -1,5 +1,5 @@
-// An image's root filesystem as snapshots, worked out by the client the way containerd's
-// client does it (berthd only offers the pieces: Content, Snapshots, Diff.Apply):
+// Images on the client side: an image's root filesystem as snapshots, worked out the way
+// containerd's client does it (berthd only offers the pieces: Content, Snapshots, Diff.Apply):
 // resolve the target to one platform's manifest, read the config's rootfs.diff_ids, derive
 // the chain IDs, and unpack every layer that has no committed snapshot yet
 // (Prepare "extract-..." → Diff.Apply → Commit <chain ID>).
@@ -12,25 +12,12 @@
 #include <string_view>
 #include <vector>
 
-#include "cli/client.h"
+#include "client/client.h"
+#include "client/platforms.h"
 #include "common/status.h"
 #include "github.com/containerd/containerd/api/types/descriptor.pb.h"
 
-namespace berth::cli {
-
-// An OCI platform, normalized like containerd's platforms.Normalize ("x86_64" → amd64,
-// "aarch64" → arm64 with variant v8 dropped, "armhf" → arm/v7, ...).
-struct Platform {
-  std::string os;
-  std::string arch;
-  std::string variant;
-};
-
-// "linux/amd64", "linux/arm64/v8", or just "amd64" (os linux).
-Result<Platform> ParsePlatform(std::string_view s);
-// The platform of this host (linux/<uname -m>).
-Platform HostPlatform();
-std::string PlatformString(const Platform& p);
+namespace berth::client {
 
 // The identity of a stack of layers: chain[0] = diff[0];
 // chain[i] = sha256(chain[i-1] + " " + diff[i]) (OCI image-spec's ChainID).
@@ -66,4 +53,4 @@ using UnpackProgress = std::function<void(size_t index, bool applied)>;
 Status Unpack(const Client& client, const ImageRootFs& rootfs, const std::string& snapshotter,
               const std::string& lease, const UnpackProgress& progress = {});
 
-}  // namespace berth::cli
+}  // namespace berth::client

@@ -21,7 +21,7 @@
 
 #include "common/status.h"
 
-namespace berth::cli {
+namespace berth::client {
 
 struct FifoPaths {
   std::string stdin;  // "" when the process gets no stdin
@@ -110,4 +110,4 @@ Result<int> ParseSignal(std::string_view s);
 // 9 → "SIGKILL" ("SIG<n>" for unknown numbers).
 std::string SignalName(int sig);
 
-}  // namespace berth::cli
+}  // namespace berth::client

@@ -1,4 +1,4 @@
-#include "cli/task_io.h"
+#include "client/task_io.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -15,7 +15,7 @@
 
 #include "common/validate.h"
 
-namespace berth::cli {
+namespace berth::client {
 namespace {
 
 constexpr size_t kCopyBuffer = 32 << 10;
@@ -281,4 +281,4 @@ std::string SignalName(int sig) {
   return "SIG" + std::to_string(sig);
 }
 
-}  // namespace berth::cli
+}  // namespace berth::client

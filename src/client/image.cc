@@ -1,7 +1,6 @@
-#include "cli/unpack.h"
+#include "client/image.h"
 
 #include <google/protobuf/empty.pb.h>
-#include <sys/utsname.h>
 
 #include <cctype>
 #include <chrono>
@@ -14,7 +13,7 @@
 #include "github.com/containerd/containerd/api/services/diff/v1/diff.grpc.pb.h"
 #include "github.com/containerd/containerd/api/services/snapshots/v1/snapshots.grpc.pb.h"
 
-namespace berth::cli {
+namespace berth::client {
 namespace {
 
 namespace capi = containerd::services::content::v1;
@@ -91,60 +90,6 @@ Result<Descriptor> DescriptorFromJson(const json& j, const char* what) {
   return d;
 }
 
-std::string NormalizeOs(std::string os) {
-  for (auto& c : os) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return os == "macos" ? "darwin" : os;
-}
-
-// containerd's normalizeArch.
-std::pair<std::string, std::string> NormalizeArch(std::string arch, std::string variant) {
-  for (auto& c : arch) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (auto& c : variant) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (arch == "i386") return {"386", ""};
-  if (arch == "x86_64" || arch == "x86-64" || arch == "amd64") {
-    return {"amd64", variant == "v1" ? "" : variant};
-  }
-  if (arch == "aarch64" || arch == "arm64") {
-    return {"arm64", variant == "8" || variant == "v8" ? "" : variant};
-  }
-  if (arch == "armhf") return {"arm", "v7"};
-  if (arch == "armel") return {"arm", "v6"};
-  if (arch == "arm") {
-    if (variant.empty() || variant == "7") return {"arm", "v7"};
-    if (variant == "5" || variant == "6" || variant == "8") return {"arm", "v" + variant};
-  }
-  return {arch, variant};
-}
-
-Platform Normalize(const std::string& os, const std::string& arch, const std::string& variant) {
-  auto [a, v] = NormalizeArch(arch, variant);
-  return Platform{NormalizeOs(os), a, v};
-}
-
-// The platforms `want` runs, best first (containerd's platforms.Only): amd64 also runs 386,
-// arm/vN also runs the lower arm variants down to v5.
-std::vector<Platform> Compatible(const Platform& want) {
-  std::vector<Platform> out = {want};
-  if (want.arch == "amd64") out.push_back({want.os, "386", ""});
-  if (want.arch == "arm" && want.variant.size() == 2 && want.variant[0] == 'v') {
-    for (char v = static_cast<char>(want.variant[1] - 1); v >= '5'; --v) {
-      out.push_back({want.os, "arm", std::string("v") + v});
-    }
-  }
-  return out;
-}
-
-// The rank of `have` among what `want` runs (lower is better), or -1.
-int Rank(const Platform& want, const Platform& have) {
-  auto all = Compatible(want);
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (all[i].os == have.os && all[i].arch == have.arch && all[i].variant == have.variant) {
-      return static_cast<int>(i);
-    }
-  }
-  return -1;
-}
-
 struct Candidate {
   Descriptor manifest;
   json body;
@@ -160,7 +105,7 @@ Result<int> RankByConfig(const Client& client, const json& manifest, const Platf
   ASSIGN_OR_RETURN(json config, ReadJson(client, cd, "image config"));
   std::string os = StringField(config, "os"), arch = StringField(config, "architecture");
   if (os.empty() && arch.empty()) return 0;
-  return Rank(want, Normalize(os, arch, StringField(config, "variant")));
+  return PlatformRank(want, NormalizePlatform(os, arch, StringField(config, "variant")));
 }
 
 // Collects the manifests under `desc` that run on `want`.
@@ -185,7 +130,7 @@ Status Collect(const Client& client, const Descriptor& desc, const Platform& wan
     if (platform_json) {
       // The index says which platform this is: skip the others without reading them (their
       // blobs are usually not even fetched).
-      rank = Rank(want, Normalize(StringField(*platform_json, "os"),
+      rank = PlatformRank(want, NormalizePlatform(StringField(*platform_json, "os"),
                                   StringField(*platform_json, "architecture"),
                                   StringField(*platform_json, "variant")));
       if (rank < 0) return Status::Ok();
@@ -231,35 +176,6 @@ Status SetContentLabel(const Client& client, const std::string& lease, const std
 }
 
 }  // namespace
-
-Result<Platform> ParsePlatform(std::string_view s) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  for (;;) {
-    size_t slash = s.find('/', start);
-    parts.emplace_back(s.substr(start, slash == std::string_view::npos ? s.npos : slash - start));
-    if (slash == std::string_view::npos) break;
-    start = slash + 1;
-  }
-  bool empty_part = false;
-  for (const auto& p : parts) empty_part |= p.empty();
-  if (parts.size() > 3 || empty_part) {
-    return Err(Code::kInvalidArgument,
-               "invalid platform " + Quote(s) + " (want os/arch[/variant], e.g. linux/amd64)");
-  }
-  if (parts.size() == 1) return Normalize("linux", parts[0], "");
-  return Normalize(parts[0], parts[1], parts.size() == 3 ? parts[2] : "");
-}
-
-Platform HostPlatform() {
-  utsname u{};
-  ::uname(&u);
-  return Normalize("linux", u.machine, "");
-}
-
-std::string PlatformString(const Platform& p) {
-  return p.os + "/" + p.arch + (p.variant.empty() ? "" : "/" + p.variant);
-}
 
 std::vector<std::string> ChainIds(const std::vector<std::string>& diff_ids) {
   std::vector<std::string> out;
@@ -400,4 +316,4 @@ Status Unpack(const Client& client, const ImageRootFs& rootfs, const std::string
                          rootfs.chain_id());
 }
 
-}  // namespace berth::cli
+}  // namespace berth::client

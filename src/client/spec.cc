@@ -1,19 +1,14 @@
-#include "cli/oci_spec.h"
+#include "client/spec.h"
 
-#include <fcntl.h>
-#include <linux/openat2.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <optional>
 
-namespace berth::cli {
+namespace berth::client {
 namespace {
 
 using nlohmann::json;
@@ -157,117 +152,7 @@ std::vector<std::string> Strings(const json& obj, const char* key) {
   return out;
 }
 
-Result<uint32_t> ParseId(std::string_view s, std::string_view user) {
-  uint32_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) {
-    return Err(Code::kInvalidArgument,
-               "image user " + Quote(user) + ": only numeric uid[:gid] is supported, not names");
-  }
-  return v;
-}
-
-std::optional<uint32_t> Numeric(std::string_view s) {
-  uint32_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-// `rel` (relative) under `root`, resolved as if `root` were "/"; "" when it does not exist.
-Result<std::string> ReadInRoot(const std::string& root, const char* rel) {
-  int dir = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return std::unexpected(StatusFromErrno(errno, "open " + root));
-  struct open_how how {};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  int fd = static_cast<int>(::syscall(SYS_openat2, dir, rel, &how, sizeof how));
-  int err = errno;
-  ::close(dir);
-  if (fd < 0) {
-    if (err == ENOENT || err == ENOTDIR) return std::string();
-    return std::unexpected(StatusFromErrno(err, std::string("open ") + rel + " in " + root));
-  }
-  struct stat st {};
-  std::string data;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-    char buf[8192];
-    ssize_t n;
-    while (data.size() < (4u << 20) && (n = ::read(fd, buf, sizeof buf)) > 0) {
-      data.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(fd);
-  return data;
-}
-
-// Lines of an /etc/passwd or /etc/group file, split on ':'.
-std::vector<std::vector<std::string>> ColonFile(const std::string& data) {
-  std::vector<std::vector<std::string>> out;
-  size_t start = 0;
-  while (start < data.size()) {
-    size_t end = data.find('\n', start);
-    if (end == std::string::npos) end = data.size();
-    std::string line = data.substr(start, end - start);
-    start = end + 1;
-    if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string> fields;
-    size_t f = 0;
-    while (true) {
-      size_t c = line.find(':', f);
-      fields.push_back(line.substr(f, c == std::string::npos ? std::string::npos : c - f));
-      if (c == std::string::npos) break;
-      f = c + 1;
-    }
-    out.push_back(std::move(fields));
-  }
-  return out;
-}
-
 }  // namespace
-
-Result<std::pair<uint32_t, uint32_t>> ResolveUserInRoot(const std::string& root,
-                                                        const std::string& user) {
-  size_t colon = user.find(':');
-  std::string u = user.substr(0, colon);
-  std::string g = colon == std::string::npos ? "" : user.substr(colon + 1);
-  auto nu = Numeric(u);
-  auto ng = Numeric(g);
-  if (nu && ng) return std::make_pair(*nu, *ng);
-  ASSIGN_OR_RETURN(std::string passwd, ReadInRoot(root, "etc/passwd"));
-  std::optional<uint32_t> uid, gid;
-  for (const auto& f : ColonFile(passwd)) {
-    if (f.size() < 4) continue;
-    auto fu = Numeric(f[2]);
-    auto fg = Numeric(f[3]);
-    if (!fu || !fg) continue;
-    if ((nu && *fu == *nu) || (!nu && f[0] == u)) {
-      uid = *fu;
-      gid = *fg;
-      break;
-    }
-  }
-  if (!uid) {
-    if (!nu) return Err(Code::kNotFound, "no user " + Quote(u) + " in the image's /etc/passwd");
-    uid = *nu;
-    gid = 0;
-  }
-  if (ng) {
-    gid = *ng;
-  } else if (!g.empty()) {
-    ASSIGN_OR_RETURN(std::string group, ReadInRoot(root, "etc/group"));
-    std::optional<uint32_t> found;
-    for (const auto& f : ColonFile(group)) {
-      if (f.size() >= 3 && f[0] == g) {
-        if (auto n = Numeric(f[2])) found = *n;
-        break;
-      }
-    }
-    if (!found) return Err(Code::kNotFound, "no group " + Quote(g) + " in the image's /etc/group");
-    gid = *found;
-  }
-  return std::make_pair(*uid, *gid);
-}
 
 std::vector<std::string> MergeEnv(const std::vector<std::string>& defaults,
                                   const std::vector<std::string>& overrides) {
@@ -362,17 +247,20 @@ Result<json> GenerateSpec(const SpecOptions& o) {
     std::string user = c.is_object() && c.contains("User") && c["User"].is_string()
                            ? c["User"].get<std::string>()
                            : "";
-    if (!user.empty() && o.resolve_user) {
-      ASSIGN_OR_RETURN(auto ids, o.resolve_user(user));
-      proc["user"] = {{"uid", ids.first}, {"gid", ids.second}};
-    } else if (!user.empty()) {
-      size_t colon = user.find(':');
-      ASSIGN_OR_RETURN(uint32_t uid, ParseId(std::string_view(user).substr(0, colon), user));
-      uint32_t gid = 0;
-      if (colon != std::string::npos) {
-        ASSIGN_OR_RETURN(gid, ParseId(std::string_view(user).substr(colon + 1), user));
+    if (!user.empty()) {
+      // An all-digit user or group is a number, never a name; out of range is an error
+      // whatever resolver follows (CVE-2024-40635, user.h).
+      ASSIGN_OR_RETURN(UserRef ref, ParseUser(user));
+      if (o.resolve_user) {
+        ASSIGN_OR_RETURN(UserIds ids, o.resolve_user(user));
+        proc["user"] = {{"uid", ids.first}, {"gid", ids.second}};
+      } else if (!ref.uid || (!ref.group.empty() && !ref.gid)) {
+        return Err(Code::kInvalidArgument, "image user " + Quote(user) +
+                                               ": only numeric uid[:gid] is supported here, "
+                                               "not names");
+      } else {
+        proc["user"] = {{"uid", *ref.uid}, {"gid", ref.gid.value_or(0)}};
       }
-      proc["user"] = {{"uid", uid}, {"gid", gid}};
     }
   }
   if (o.read_only) spec["root"]["readonly"] = true;
@@ -425,4 +313,4 @@ Result<json> GenerateSpec(const SpecOptions& o) {
   return spec;
 }
 
-}  // namespace berth::cli
+}  // namespace berth::client

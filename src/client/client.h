@@ -1,6 +1,7 @@
-// The connection to berthd shared by every command: the gRPC channel, the per-call
-// `containerd-namespace` header, and turning gRPC failures into berth Statuses and the one
-// error line the CLI prints.
+// berth's client library (containerd's Go `client` package, in C++): what the `berth` CLI and
+// the coming distribution code (pull/push) use to talk to berthd. This header is the
+// connection: the gRPC channel, the per-call `containerd-namespace` and `containerd-lease`
+// headers, and gRPC failures as berth Statuses. Nothing in src/client prints or parses flags.
 #pragma once
 
 #include <google/protobuf/map.h>
@@ -14,7 +15,7 @@
 #include "common/status.h"
 #include "common/validate.h"
 
-namespace berth::cli {
+namespace berth::client {
 
 inline constexpr char kDefaultAddress[] = "/run/berth/berthd.sock";
 inline constexpr char kNamespaceHeader[] = "containerd-namespace";
@@ -55,15 +56,16 @@ std::string SocketPath(std::string_view address);
 // gRPC codes equal ours, so this is a cast plus the message.
 Status FromGrpc(const grpc::Status& s);
 
-// "berth: <message> (<code name>)" on stderr.
-void PrintError(const Status& s);
-
 // Go-style durations as ctr takes them: "5s", "500ms", "1m", "1h30m"; a bare number is
 // seconds. Negative values are InvalidArgument.
 Result<std::chrono::milliseconds> ParseDuration(std::string_view s);
+
+// RFC 3339 in UTC with nanoseconds trimmed of trailing zeros: "2024-05-01T12:00:00.5Z"
+// (Go's time.RFC3339Nano); without the fraction for gc.expire labels.
+std::string FormatRfc3339(std::chrono::system_clock::time_point t, bool with_fraction = true);
 
 inline Labels ToLabels(const google::protobuf::Map<std::string, std::string>& m) {
   return Labels(m.begin(), m.end());
 }
 
-}  // namespace berth::cli
+}  // namespace berth::client

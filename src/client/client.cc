@@ -1,4 +1,4 @@
-#include "cli/client.h"
+#include "client/client.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -10,8 +10,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
-namespace berth::cli {
+namespace berth::client {
 namespace {
 
 // One plain connect(2) before gRPC gets involved: gRPC would retry a missing or refused
@@ -81,13 +82,6 @@ Status FromGrpc(const grpc::Status& s) {
   return Status(static_cast<Code>(s.error_code()), s.error_message());
 }
 
-void PrintError(const Status& s) {
-  std::string line = "berth: ";
-  line += s.message().empty() ? std::string(CodeName(s.code()))
-                              : s.message() + " (" + std::string(CodeName(s.code())) + ")";
-  std::fprintf(stderr, "%s\n", line.c_str());
-}
-
 Result<std::chrono::milliseconds> ParseDuration(std::string_view s) {
   auto bad = [&] {
     return Err(Code::kInvalidArgument,
@@ -125,4 +119,29 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view s) {
   return std::chrono::milliseconds(static_cast<int64_t>(total_ms));
 }
 
-}  // namespace berth::cli
+std::string FormatRfc3339(std::chrono::system_clock::time_point t, bool with_fraction) {
+  using namespace std::chrono;
+  auto ns = duration_cast<nanoseconds>(t.time_since_epoch()).count();
+  int64_t secs = ns / 1'000'000'000;
+  int64_t frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  std::time_t tt = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out = buf;
+  if (with_fraction && frac != 0) {
+    char f[16];
+    std::snprintf(f, sizeof f, ".%09lld", static_cast<long long>(frac));
+    std::string fs = f;
+    fs.erase(fs.find_last_not_of('0') + 1);
+    out += fs;
+  }
+  return out + "Z";
+}
+
+}  // namespace berth::client

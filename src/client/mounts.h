@@ -10,7 +10,7 @@
 #include "common/status.h"
 #include "github.com/containerd/containerd/api/types/mount.pb.h"
 
-namespace berth::cli {
+namespace berth::client {
 
 using MountList = google::protobuf::RepeatedPtrField<containerd::types::Mount>;
 
@@ -34,4 +34,4 @@ Result<std::string> MountTargetPath(const std::string& target);
 // (/proc/self/mountinfo).
 Result<bool> IsMountPoint(const std::string& path);
 
-}  // namespace berth::cli
+}  // namespace berth::client
