@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "events/exchange.h"
 
@@ -29,7 +30,7 @@ std::optional<std::string> LeaseFromContext(const grpc::ServerContext* ctx);
 
 google::protobuf::Timestamp ToTimestamp(int64_t unix_nanos);
 int64_t FromTimestamp(const google::protobuf::Timestamp& ts);
-int64_t NowNanos();
+using ::berth::NowNanos;  // common/clock.h
 
 // Go typeurl naming: the message's full proto name, no "type.googleapis.com/" prefix.
 std::string TypeUrl(const google::protobuf::Message& m);
