@@ -5,7 +5,7 @@
 namespace berth {
 namespace {
 
-class RealClock final : public Clock {
+class RealClock final : public WallClock {
  public:
   int64_t NowNanos() const override {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -16,11 +16,11 @@ class RealClock final : public Clock {
 
 }  // namespace
 
-Clock& Clock::Real() {
-  static Clock* clock = new RealClock();
+WallClock& WallClock::Real() {
+  static WallClock* clock = new RealClock();
   return *clock;
 }
 
-int64_t NowNanos() { return Clock::Real().NowNanos(); }
+int64_t NowNanos() { return WallClock::Real().NowNanos(); }
 
 }  // namespace berth

@@ -1,8 +1,9 @@
-// Clock: wall-clock time for timestamps that reach clients or disk (created_at, updated_at,
+// WallClock: wall-clock time for timestamps that reach clients or disk (created_at, updated_at,
 // lease and ingest expiry, commit times). One place instead of a NowNanos copy per file, and
-// a FakeClock so tests can control time (LevelDB's Env::NowMicros, Envoy's TimeSource).
+// a FakeWallClock so tests can control time (LevelDB's Env::NowMicros, Envoy's TimeSource).
 //
-// Durations and deadlines use std::chrono::steady_clock directly; this is only the calendar.
+// Durations and deadlines use berth::Clock (std::chrono::steady_clock, common/event_loop.h);
+// this is only the calendar.
 #pragma once
 
 #include <atomic>
@@ -10,22 +11,22 @@
 
 namespace berth {
 
-class Clock {
+class WallClock {
  public:
-  virtual ~Clock() = default;
+  virtual ~WallClock() = default;
   // Unix time in nanoseconds (UTC), as containerd's timestamps carry it.
   virtual int64_t NowNanos() const = 0;
   // The system's real-time clock (CLOCK_REALTIME). Process-wide, never destroyed.
-  static Clock& Real();
+  static WallClock& Real();
 };
 
-// Real-time now, unix nanoseconds: shorthand for Clock::Real().NowNanos().
+// Real-time now, unix nanoseconds: shorthand for WallClock::Real().NowNanos().
 int64_t NowNanos();
 
 // A clock that moves only when told to. Thread-safe.
-class FakeClock final : public Clock {
+class FakeWallClock final : public WallClock {
  public:
-  explicit FakeClock(int64_t start_nanos = 1'700'000'000'000'000'000) : now_(start_nanos) {}
+  explicit FakeWallClock(int64_t start_nanos = 1'700'000'000'000'000'000) : now_(start_nanos) {}
   int64_t NowNanos() const override { return now_.load(); }
   void Set(int64_t nanos) { now_.store(nanos); }
   void Advance(int64_t nanos) { now_.fetch_add(nanos); }

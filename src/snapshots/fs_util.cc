@@ -69,6 +69,16 @@ Result<std::string> MakeTempDir(const std::string& dir, Env& env) {
   return std::unexpected(StatusFromErrnoAt(errno, "create temp dir in " + dir, dir));
 }
 
+Status SyncDir(Env& env, const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return StatusFromErrno(errno, "open " + dir);
+  int rc = env.FSync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return StatusFromErrno(err, "fsync " + dir);
+  return Status::Ok();
+}
+
 Status RenameAndRemove(const std::string& path, const std::string& dir, int64_t id) {
   std::string doomed = dir + "/rm-" + std::to_string(id);
   if (::rename(path.c_str(), doomed.c_str()) != 0) {

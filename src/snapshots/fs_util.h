@@ -19,6 +19,9 @@ Result<Usage> DiskUsage(const std::string& path);
 // `env` (mkdirat).
 Result<std::string> MakeTempDir(const std::string& dir, Env& env = Env::Default());
 
+// fsync(2)s directory `dir` through `env`, making the entries made in it durable.
+Status SyncDir(Env& env, const std::string& dir);
+
 // Renames `path` to "<dir>/rm-<id>" and deletes it; OK when `path` does not exist.
 Status RenameAndRemove(const std::string& path, const std::string& dir, int64_t id);
 

@@ -451,7 +451,7 @@ class LocalWriter final : public Writer {
 // ---- Store -------------------------------------------------------------------------------
 
 Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root, Env& env,
-                                                     Clock& clock) {
+                                                     WallClock& clock) {
   std::unique_ptr<LocalStore> s(new LocalStore());
   s->root_ = root;
   s->env_ = &env;

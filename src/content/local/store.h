@@ -44,7 +44,7 @@ class LocalStore final : public Store {
   // and time there; both must outlive the store).
   static Result<std::unique_ptr<LocalStore>> Open(const std::string& root,
                                                   Env& env = Env::Default(),
-                                                  Clock& clock = Clock::Real());
+                                                  WallClock& clock = WallClock::Real());
   ~LocalStore() override;
 
   Result<BlobInfo> Info(std::string_view digest) override;
@@ -79,7 +79,7 @@ class LocalStore final : public Store {
 
   std::string root_;
   Env* env_ = nullptr;
-  Clock* clock_ = nullptr;
+  WallClock* clock_ = nullptr;
   UniqueFd blobs_fd_;   // <root>/blobs/sha256
   UniqueFd ingest_fd_;  // <root>/ingest
   int lock_attempts_ = 10;

@@ -48,9 +48,16 @@ Status OverlayBackend::Create(int64_t id, Kind kind, std::span<const int64_t> pa
       return fail(StatusFromErrno(errno, "chown " + fs));
     }
   }
+  // Durable before the caller records the snapshot in the database (a committed row must never
+  // outlive its directory in a power cut): the entries made in tmp, then its new name.
+  if (Status s = SyncDir(env_, tmp); !s.ok()) return fail(s);
   std::string dst = Dir(id);
   if (env_.RenameAt2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dst.c_str(), 0) != 0) {
     return fail(StatusFromErrno(errno, "rename " + tmp + " to " + dst));
+  }
+  if (Status s = SyncDir(env_, snapshots); !s.ok()) {
+    (void)RenameAndRemove(dst, snapshots, -id);
+    return s;
   }
   return Status::Ok();
 }
