@@ -132,7 +132,11 @@ void FaultInjectionEnv::DropUnsyncedData() {
         std::filesystem::remove_all(it->path, ec);
         break;
       case DirOp::kRenamed:
-        (void)::rename(it->path.c_str(), it->from.c_str());
+        if (::rename(it->path.c_str(), it->from.c_str()) != 0 && errno == ENOENT) {
+          // The old name's directory is gone for good (removed outside the Env): the
+          // undurable new name vanishes and the file with it.
+          std::filesystem::remove_all(it->path, ec);
+        }
         if (!it->stash.empty()) (void)::rename(it->stash.c_str(), it->path.c_str());
         break;
       case DirOp::kRemovedFile:
