@@ -13,12 +13,16 @@
 #include <filesystem>
 
 #include "github.com/containerd/containerd/api/services/content/v1/content.grpc.pb.h"
+#include "github.com/containerd/containerd/api/services/diff/v1/diff.grpc.pb.h"
+#include "github.com/containerd/containerd/api/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "harness.h"
 
 namespace berth::testing {
 namespace {
 
 namespace capi = containerd::services::content::v1;
+namespace dapi = containerd::services::diff::v1;
+namespace sapi = containerd::services::snapshots::v1;
 
 class NoSpaceTest : public DaemonTest {
  protected:
@@ -97,6 +101,40 @@ TEST_F(NoSpaceTest, ContentWriteIsResourceExhaustedNamingTheFilesystem) {
   }
   grpc::Status ok = WriteBlob("small", RandomBytes(4096, 8));
   EXPECT_TRUE(ok.ok()) << ok.error_message();
+}
+
+// A small gzip layer that expands past the 2 MiB file system: Diff.Apply fails the same way.
+TEST_F(NoSpaceTest, ApplyIsResourceExhaustedNamingTheFilesystem) {
+  std::string layer = Gzip(TarFiles(tmp_ + "/layer", {{"big", std::string(3 << 20, '\0')}}));
+  ASSERT_LT(layer.size(), 64u * 1024);
+  grpc::Status w = WriteBlob("layer", layer);
+  ASSERT_TRUE(w.ok()) << w.error_message();
+
+  auto channel = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+  auto sn = sapi::Snapshots::NewStub(channel);
+  grpc::ClientContext pctx;
+  pctx.AddMetadata("containerd-namespace", "default");
+  sapi::PrepareSnapshotRequest preq;
+  preq.set_snapshotter("overlayfs");
+  preq.set_key("extract-big");
+  sapi::PrepareSnapshotResponse presp;
+  grpc::Status p = sn->Prepare(&pctx, preq, &presp);
+  ASSERT_TRUE(p.ok()) << p.error_message();
+
+  auto diff = dapi::Diff::NewStub(channel);
+  grpc::ClientContext actx;
+  actx.AddMetadata("containerd-namespace", "default");
+  dapi::ApplyRequest areq;
+  areq.mutable_diff()->set_media_type("application/vnd.oci.image.layer.v1.tar+gzip");
+  areq.mutable_diff()->set_digest(Sha256Digest(layer));
+  areq.mutable_diff()->set_size(static_cast<int64_t>(layer.size()));
+  *areq.mutable_mounts() = presp.mounts();
+  dapi::ApplyResponse aresp;
+  grpc::Status a = diff->Apply(&actx, areq, &aresp);
+  EXPECT_EQ(a.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << a.error_message();
+  EXPECT_NE(a.error_message().find("No space left on device"), std::string::npos)
+      << a.error_message();
+  EXPECT_NE(a.error_message().find("(filesystem "), std::string::npos) << a.error_message();
 }
 
 }  // namespace
