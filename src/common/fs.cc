@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <random>
+
+#include "common/mountinfo.h"
 
 namespace berth {
 
@@ -22,9 +25,9 @@ std::string Dirname(const std::string& path) {
 
 namespace {
 
-Status WriteAll(int fd, std::string_view data, const std::string& what) {
+Status WriteAll(Env& env, int fd, std::string_view data, const std::string& what) {
   while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
+    ssize_t n = env.Write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       return StatusFromErrno(errno, "write " + what);
@@ -60,39 +63,51 @@ Status EnsureDir(const std::string& path, mode_t mode, bool tighten_existing) {
 
 namespace {
 
+// Creates "<path>.tmp-XXXXXX" exclusively through `env` (mkostemp without the Env seam).
+Result<UniqueFd> CreateTemp(Env& env, const std::string& path, std::string& name) {
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    name = path + ".tmp-";
+    for (int i = 0; i < 6; ++i) name += kChars[rng() % (sizeof(kChars) - 1)];
+    int fd = env.OpenAt(AT_FDCWD, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) return UniqueFd(fd);
+    if (errno != EEXIST) break;
+  }
+  return std::unexpected(StatusFromErrno(errno, "create temp file for " + path));
+}
+
 Status WriteFileRenamed(const std::string& path, std::string_view data, mode_t mode,
-                        bool durable) {
-  std::string tmpl = path + ".tmp-XXXXXX";
-  int raw = ::mkostemp(tmpl.data(), O_CLOEXEC);
-  if (raw < 0) return StatusFromErrno(errno, "create temp file for " + path);
-  UniqueFd fd(raw);
+                        bool durable, Env& env) {
+  std::string tmpl;
+  ASSIGN_OR_RETURN(UniqueFd fd, CreateTemp(env, path, tmpl));
   auto fail = [&](Status s) {
-    ::unlink(tmpl.c_str());
+    env.UnlinkAt(AT_FDCWD, tmpl.c_str(), 0);
     return s;
   };
   if (::fchmod(fd.get(), mode) != 0) return fail(StatusFromErrno(errno, "chmod " + tmpl));
-  if (Status s = WriteAll(fd.get(), data, tmpl); !s.ok()) return fail(s);
-  if (durable && ::fsync(fd.get()) != 0) return fail(StatusFromErrno(errno, "fsync " + tmpl));
+  if (Status s = WriteAll(env, fd.get(), data, tmpl); !s.ok()) return fail(s);
+  if (durable && env.FSync(fd.get()) != 0) return fail(StatusFromErrno(errno, "fsync " + tmpl));
   fd.reset();
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
+  if (env.RenameAt2(AT_FDCWD, tmpl.c_str(), AT_FDCWD, path.c_str(), 0) != 0) {
     return fail(StatusFromErrno(errno, "rename " + tmpl));
   }
   if (!durable) return Status::Ok();
   std::string dir = Dirname(path);
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dfd.valid()) return StatusFromErrno(errno, "open " + dir);
-  if (::fsync(dfd.get()) != 0) return StatusFromErrno(errno, "fsync " + dir);
+  if (env.FSync(dfd.get()) != 0) return StatusFromErrno(errno, "fsync " + dir);
   return Status::Ok();
 }
 
 }  // namespace
 
-Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
-  return WriteFileRenamed(path, data, mode, /*durable=*/true);
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode, Env& env) {
+  return WithFilesystem(WriteFileRenamed(path, data, mode, /*durable=*/true, env), path);
 }
 
-Status WriteFileReplace(const std::string& path, std::string_view data, mode_t mode) {
-  return WriteFileRenamed(path, data, mode, /*durable=*/false);
+Status WriteFileReplace(const std::string& path, std::string_view data, mode_t mode, Env& env) {
+  return WithFilesystem(WriteFileRenamed(path, data, mode, /*durable=*/false, env), path);
 }
 
 Result<std::string> ReadFile(const std::string& path, size_t max_size) {

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <sys/types.h>
 
+#include "common/env.h"
 #include "common/status.h"
 
 namespace berth {
@@ -43,15 +44,18 @@ class UniqueFd {
 Status EnsureDir(const std::string& path, mode_t mode, bool tighten_existing = false);
 
 // Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync
-// the directory. A crash leaves either the old file or the new one, never a mix.
-Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode);
+// the directory. A crash leaves either the old file or the new one, never a mix. File
+// operations go through `env` (tests inject faults there).
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode,
+                       Env& env = Env::Default());
 // "a/b/c" → "a/b", "/c" → "/", "c" → ".".
 std::string Dirname(const std::string& path);
 // The same without the fsyncs: a crash of the process (kill -9) still leaves the old file or
 // the new one, a power loss may leave neither. For files in a state dir (/run: tmpfs on a
 // normal host, meaningless after a reboot) — bundle files, where each fsync pair cost ~6 ms on a
 // disk-backed state dir, several per container start.
-Status WriteFileReplace(const std::string& path, std::string_view data, mode_t mode);
+Status WriteFileReplace(const std::string& path, std::string_view data, mode_t mode,
+                        Env& env = Env::Default());
 
 Result<std::string> ReadFile(const std::string& path, size_t max_size = 1 << 20);
 

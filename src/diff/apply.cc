@@ -21,6 +21,7 @@
 #include <set>
 #include <vector>
 
+#include "common/mountinfo.h"
 #include "content/digest.h"
 
 namespace berth::diff {
@@ -666,7 +667,8 @@ Result<ApplyResult> ApplyLayer(content::ReaderAt& blob, std::string_view media_t
     }
     Status s = ex.Entry(a.get(), e);
     if (!cb.error.ok()) return std::unexpected(cb.error);
-    if (!s.ok()) return std::unexpected(s);
+    // A full disk names the target's file system (issue 12 item 7).
+    if (!s.ok()) return std::unexpected(WithFilesystem(std::move(s), root));
   }
   RETURN_IF_ERROR(ex.Finish());
   RETURN_IF_ERROR(stream.Drain());  // the digest covers everything after the end marker too

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "content/digest.h"
 
 namespace berth::diff {
@@ -321,12 +322,6 @@ class LayerWriter {
   std::set<std::string> added_dirs_;
   std::vector<char> buf_;
 };
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "common/mountinfo.h"
 #include "common/validate.h"
 
 namespace berth::metadata {
@@ -339,7 +340,8 @@ Status Db::Migrate() {
 
 Status Db::Update(const std::function<Status(Tx&)>& fn) {
   std::lock_guard lock(write_mu_);
-  return RunTx(writer_, true, fn);
+  // A full disk names the database file and its file system (SQLITE_FULL says neither).
+  return WithFilesystem(RunTx(writer_, true, fn), path_);
 }
 
 Status Db::View(const std::function<Status(Tx&)>& fn) const {

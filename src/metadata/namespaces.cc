@@ -1,15 +1,9 @@
 #include "metadata/namespaces.h"
 
-#include <chrono>
+#include "common/clock.h"
 
 namespace berth::metadata {
 namespace {
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Result<bool> Exists(Tx& tx, const std::string& name) {
   ASSIGN_OR_RETURN(Stmt st, tx.Prepare("SELECT 1 FROM namespaces WHERE name=?"));

@@ -4,12 +4,6 @@
 
 namespace berth::metadata {
 
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 Result<Labels> ReadObjectLabels(Tx& tx, std::string_view ns, std::string_view kind,
                                 std::string_view object) {
   ASSIGN_OR_RETURN(Stmt st, tx.Prepare("SELECT key, value FROM labels WHERE namespace=? AND "

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/validate.h"
 #include "metadata/db.h"
 
@@ -51,6 +52,7 @@ Result<int64_t> NextSequence(Tx& tx, std::string_view name);
 Status AttachToLease(Tx& tx, std::string_view ns, std::string_view lease, std::string_view type,
                      std::string_view id);
 
-int64_t NowNanos();
+// Real-time now (common/clock.h); kept under this name for the stores and gc.
+using ::berth::NowNanos;
 
 }  // namespace berth::metadata

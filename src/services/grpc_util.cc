@@ -57,12 +57,6 @@ int64_t FromTimestamp(const google::protobuf::Timestamp& ts) {
   return ts.seconds() * 1000000000 + ts.nanos();
 }
 
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string TypeUrl(const google::protobuf::Message& m) { return m.GetDescriptor()->full_name(); }
 
 std::optional<std::string> MessageField(const google::protobuf::Message& m,

@@ -29,6 +29,7 @@
 #include <utility>
 #include <string>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "events/exchange.h"
 
@@ -80,7 +81,7 @@ grpc::Status Handle(const char* method, const grpc::ServerContextBase* ctx, F&& 
 
 google::protobuf::Timestamp ToTimestamp(int64_t unix_nanos);
 int64_t FromTimestamp(const google::protobuf::Timestamp& ts);
-int64_t NowNanos();
+using ::berth::NowNanos;  // common/clock.h
 
 // Go typeurl naming: the message's full proto name, no "type.googleapis.com/" prefix.
 std::string TypeUrl(const google::protobuf::Message& m);

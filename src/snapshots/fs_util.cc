@@ -1,5 +1,6 @@
 #include "snapshots/fs_util.h"
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -9,8 +10,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <set>
 #include <utility>
+
+#include "common/mountinfo.h"
 
 extern char** environ;
 
@@ -53,12 +57,26 @@ Result<Usage> DiskUsage(const std::string& path) {
   return u;
 }
 
-Result<std::string> MakeTempDir(const std::string& dir) {
-  std::string tmpl = dir + "/new-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    return std::unexpected(StatusFromErrno(errno, "create temp dir in " + dir));
+Result<std::string> MakeTempDir(const std::string& dir, Env& env) {
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string path = dir + "/new-";
+    for (int i = 0; i < 6; ++i) path += kChars[rng() % (sizeof(kChars) - 1)];
+    if (env.MkdirAt(AT_FDCWD, path.c_str(), 0700) == 0) return path;
+    if (errno != EEXIST) break;
   }
-  return tmpl;
+  return std::unexpected(StatusFromErrnoAt(errno, "create temp dir in " + dir, dir));
+}
+
+Status SyncDir(Env& env, const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return StatusFromErrno(errno, "open " + dir);
+  int rc = env.FSync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return StatusFromErrno(err, "fsync " + dir);
+  return Status::Ok();
 }
 
 Status RenameAndRemove(const std::string& path, const std::string& dir, int64_t id) {

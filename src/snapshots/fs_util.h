@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/env.h"
 #include "common/status.h"
 #include "snapshots/snapshotter.h"
 
@@ -14,8 +15,12 @@ namespace berth::snapshots {
 // distinct inodes, hardlinks counted once (containerd's fs.DiskUsage).
 Result<Usage> DiskUsage(const std::string& path);
 
-// Makes a fresh "<dir>/new-XXXXXX" directory with mode 0700 (chmod-ed by the caller).
-Result<std::string> MakeTempDir(const std::string& dir);
+// Makes a fresh "<dir>/new-XXXXXX" directory with mode 0700 (chmod-ed by the caller), through
+// `env` (mkdirat).
+Result<std::string> MakeTempDir(const std::string& dir, Env& env = Env::Default());
+
+// fsync(2)s directory `dir` through `env`, making the entries made in it durable.
+Status SyncDir(Env& env, const std::string& dir);
 
 // Renames `path` to "<dir>/rm-<id>" and deletes it; OK when `path` does not exist.
 Status RenameAndRemove(const std::string& path, const std::string& dir, int64_t id);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/mountinfo.h"
 #include "content/digest.h"
 
 namespace berth::content {
@@ -29,12 +30,6 @@ constexpr char kUpdatedAtFile[] = "updatedat";
 constexpr char kTotalFile[] = "total";
 constexpr char kStagingPrefix[] = ".tmp-";
 constexpr size_t kHashBuffer = 1 << 20;
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 int64_t StatMtimeNanos(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
@@ -127,9 +122,10 @@ Result<std::string> ReadFileAt(int dirfd, const char* name, size_t max_size = 40
   return out;
 }
 
-berth::Status WriteAll(int fd, std::string_view data, int64_t offset, const std::string& what) {
+berth::Status WriteAll(Env& env, int fd, std::string_view data, int64_t offset,
+                       const std::string& what) {
   while (!data.empty()) {
-    ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
+    ssize_t n = env.PWrite(fd, data.data(), data.size(), offset);
     if (n < 0) {
       if (errno == EINTR) continue;
       return StatusFromErrno(errno, "write " + what);
@@ -140,21 +136,21 @@ berth::Status WriteAll(int fd, std::string_view data, int64_t offset, const std:
   return berth::Status::Ok();
 }
 
-berth::Status WriteFileAt(int dirfd, const std::string& name, std::string_view data) {
-  UniqueFd fd(
-      ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+berth::Status WriteFileAt(Env& env, int dirfd, const std::string& name, std::string_view data) {
+  UniqueFd fd(env.OpenAt(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                         0600));
   if (!fd.valid()) return StatusFromErrno(errno, "create " + name);
-  return WriteAll(fd.get(), data, 0, name);
+  return WriteAll(env, fd.get(), data, 0, name);
 }
 
 // Replaces `name` in dirfd atomically (temp file + rename). No fsync: these are small
 // descriptive files whose loss only makes recovery fall back to the data file's mtime.
-berth::Status ReplaceFileAt(int dirfd, const std::string& name, std::string_view data) {
+berth::Status ReplaceFileAt(Env& env, int dirfd, const std::string& name, std::string_view data) {
   std::string tmp = name + ".tmp";
-  RETURN_IF_ERROR(WriteFileAt(dirfd, tmp, data));
-  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
+  RETURN_IF_ERROR(WriteFileAt(env, dirfd, tmp, data));
+  if (env.RenameAt2(dirfd, tmp.c_str(), dirfd, name.c_str(), 0) != 0) {
     berth::Status s = StatusFromErrno(errno, "rename " + tmp);
-    ::unlinkat(dirfd, tmp.c_str(), 0);
+    env.UnlinkAt(dirfd, tmp.c_str(), 0);
     return s;
   }
   return berth::Status::Ok();
@@ -293,42 +289,42 @@ class LocalWriter final : public Writer {
   berth::Status Write(std::string_view data) override {
     RETURN_IF_ERROR(CheckOpen());
     if (data.empty()) return berth::Status::Ok();
-    berth::Status s = WriteAll(data_fd_.get(), data, offset_, "ingest " + ref_);
+    berth::Status s = WriteAll(env(), data_fd_.get(), data, offset_, "ingest " + ref_);
     if (!s.ok()) {
       // All or nothing: drop a partial append so data, offset and hash stay in step.
-      if (::ftruncate(data_fd_.get(), offset_) != 0) {
+      if (env().FTruncate(data_fd_.get(), offset_) != 0) {
         spdlog::warn("content: truncate ingest ref={} after failed write: {}", ref_,
                      std::strerror(errno));
       }
-      return s;
+      return WithFilesystem(std::move(s), DataPath());
     }
     hash_.Update(data);
     offset_ += static_cast<int64_t>(data.size());
-    updated_at_ = NowNanos();
+    updated_at_ = store_->clock_->NowNanos();
     return berth::Status::Ok();
   }
 
   berth::Status Truncate(int64_t size) override {
     RETURN_IF_ERROR(CheckOpen());
     if (size != 0) return InvalidArgument("truncate ingest " + ref_ + ": unsupported size");
-    if (::ftruncate(data_fd_.get(), 0) != 0) {
+    if (env().FTruncate(data_fd_.get(), 0) != 0) {
       return StatusFromErrno(errno, "truncate ingest " + ref_);
     }
     hash_.Reset();
     offset_ = 0;
-    updated_at_ = NowNanos();
+    updated_at_ = store_->clock_->NowNanos();
     return berth::Status::Ok();
   }
 
   berth::Status Sync() override {
     RETURN_IF_ERROR(CheckOpen());
-    if (::fsync(data_fd_.get()) != 0) return StatusFromErrno(errno, "fsync ingest " + ref_);
+    if (env().FSync(data_fd_.get()) != 0) return StatusFromErrno(errno, "fsync ingest " + ref_);
     return berth::Status::Ok();
   }
 
   berth::Status Commit(int64_t size, std::string_view expected, const Labels&) override {
     RETURN_IF_ERROR(CheckOpen());
-    berth::Status s = DoCommit(size, expected);
+    berth::Status s = WithFilesystem(DoCommit(size, expected), DataPath());
     if (!s.ok() && !done_) {
       // Nothing was published: leave the ingest resumable, release the ref.
       if (berth::Status c = Close(); !c.ok()) {
@@ -342,9 +338,11 @@ class LocalWriter final : public Writer {
     if (done_) return berth::Status::Ok();
     done_ = true;
     berth::Status out;
-    if (::fsync(data_fd_.get()) != 0) out = StatusFromErrno(errno, "fsync ingest " + ref_);
+    if (env().FSync(data_fd_.get()) != 0) {
+      out = StatusFromErrno(errno, "fsync ingest " + ref_);
+    }
     data_fd_.reset();
-    if (berth::Status s = ReplaceFileAt(dir_fd_.get(), kUpdatedAtFile, FormatTime(updated_at_));
+    if (berth::Status s = ReplaceFileAt(env(), dir_fd_.get(), kUpdatedAtFile, FormatTime(updated_at_));
         !s.ok() && out.ok()) {
       out = s;
     }
@@ -354,6 +352,11 @@ class LocalWriter final : public Writer {
   }
 
  private:
+  Env& env() const { return *store_->env_; }
+  std::string DataPath() const {
+    return store_->root_ + "/ingest/" + name_ + "/" + kDataFile;
+  }
+
   berth::Status CheckOpen() const {
     if (done_) return FailedPrecondition("ingest " + ref_ + ": writer is closed");
     return berth::Status::Ok();
@@ -379,25 +382,27 @@ class LocalWriter final : public Writer {
     std::string hex = dgst.substr(kSha256Prefix.size());
     // Read-only and stamped before it becomes visible: nothing writable ever sits in blobs/.
     if (::fchmod(data_fd_.get(), 0444) != 0) return StatusFromErrno(errno, "chmod ingest data");
+    int64_t now_nanos = store_->clock_->NowNanos();
     timespec now[2];
-    clock_gettime(CLOCK_REALTIME, &now[0]);
+    now[0].tv_sec = static_cast<time_t>(now_nanos / 1000000000);
+    now[0].tv_nsec = static_cast<long>(now_nanos % 1000000000);
     now[1] = now[0];
     if (::futimens(data_fd_.get(), now) != 0) {
       spdlog::warn("content: set commit time of {}: {}", dgst, std::strerror(errno));
     }
     // Data (usually flushed already by a Sync before the caller's lock) and the new mode/mtime
     // reach the disk before the name does.
-    if (::fsync(data_fd_.get()) != 0) {
+    if (env().FSync(data_fd_.get()) != 0) {
       berth::Status err = StatusFromErrno(errno, "fsync ingest " + ref_);
       ::fchmod(data_fd_.get(), 0600);
       return err;
     }
-    int rc = ::renameat2(dir_fd_.get(), kDataFile, store_->blobs_fd_.get(), hex.c_str(),
-                         RENAME_NOREPLACE);
+    int rc = env().RenameAt2(dir_fd_.get(), kDataFile, store_->blobs_fd_.get(), hex.c_str(),
+                             RENAME_NOREPLACE);
     if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {
       // No RENAME_NOREPLACE on this file system: link(2) is just as atomic about EEXIST.
-      rc = ::linkat(dir_fd_.get(), kDataFile, store_->blobs_fd_.get(), hex.c_str(), 0);
-      if (rc == 0) ::unlinkat(dir_fd_.get(), kDataFile, 0);
+      rc = env().LinkAt(dir_fd_.get(), kDataFile, store_->blobs_fd_.get(), hex.c_str(), 0);
+      if (rc == 0) env().UnlinkAt(dir_fd_.get(), kDataFile, 0);
     }
     if (rc != 0) {
       int err = errno;
@@ -410,7 +415,7 @@ class LocalWriter final : public Writer {
       return StatusFromErrno(err, "commit ingest " + ref_ + " as " + dgst);
     }
     berth::Status dir_sync;
-    if (::fsync(store_->blobs_fd_.get()) != 0) {
+    if (env().FSync(store_->blobs_fd_.get()) != 0) {
       dir_sync = StatusFromErrno(errno, "fsync blobs directory after committing " + dgst);
     }
     Finish(dgst);
@@ -445,9 +450,12 @@ class LocalWriter final : public Writer {
 
 // ---- Store -------------------------------------------------------------------------------
 
-Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root) {
+Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root, Env& env,
+                                                     WallClock& clock) {
   std::unique_ptr<LocalStore> s(new LocalStore());
   s->root_ = root;
+  s->env_ = &env;
+  s->clock_ = &clock;
   RETURN_IF_ERROR(EnsureDir(root, 0700));
   RETURN_IF_ERROR(EnsureDir(root + "/blobs", 0700));
   ASSIGN_OR_RETURN(s->blobs_fd_, OpenDir(root + "/blobs/sha256"));
@@ -513,7 +521,7 @@ berth::Status LocalStore::Recover() {
       spdlog::warn("content: remove ingest/{}: {}", name, r.ToString());
     }
   }
-  if (::fsync(blobs_fd_.get()) != 0 || ::fsync(ingest_fd_.get()) != 0) {
+  if (env_->FSync(blobs_fd_.get()) != 0 || env_->FSync(ingest_fd_.get()) != 0) {
     return StatusFromErrno(errno, "fsync content directories under " + root_);
   }
   spdlog::info("content store {}: {} blobs, {} resumable ingests", root_, blobs.size(), kept);
@@ -524,13 +532,13 @@ berth::Status LocalStore::TryLock(const std::string& ref) {
   std::lock_guard lock(mu_);
   auto it = locks_.find(ref);
   if (it != locks_.end()) {
-    int64_t held = NowNanos() - it->second;
+    int64_t held = clock_->NowNanos() - it->second;
     char dur[32];
     snprintf(dur, sizeof dur, "%.3fs", static_cast<double>(held) / 1e9);
     return Unavailable("ref " + ref + " locked for " + dur + " (since " + FormatTime(it->second) +
                        ")");
   }
-  locks_.emplace(ref, NowNanos());
+  locks_.emplace(ref, clock_->NowNanos());
   return berth::Status::Ok();
 }
 
@@ -712,13 +720,15 @@ Result<std::unique_ptr<Writer>> LocalStore::OpenWriter(std::string_view ref_view
       if (restart) {
         spdlog::info("content: ingest ref={} restarts: total {} differs from stored {}", ref, total,
                      existing->total);
-        if (::ftruncate(data.get(), 0) != 0) {
+        if (env_->FTruncate(data.get(), 0) != 0) {
           return std::unexpected(StatusFromErrno(errno, "truncate ingest " + ref));
         }
-        st.started_at = st.updated_at = NowNanos();
-        RETURN_IF_ERROR(ReplaceFileAt(dir.get(), kStartedAtFile, FormatTime(st.started_at)));
-        RETURN_IF_ERROR(ReplaceFileAt(dir.get(), kUpdatedAtFile, FormatTime(st.updated_at)));
-        RETURN_IF_ERROR(ReplaceFileAt(dir.get(), kTotalFile, std::to_string(total)));
+        st.started_at = st.updated_at = clock_->NowNanos();
+        RETURN_IF_ERROR(
+            ReplaceFileAt(*env_, dir.get(), kStartedAtFile, FormatTime(st.started_at)));
+        RETURN_IF_ERROR(
+            ReplaceFileAt(*env_, dir.get(), kUpdatedAtFile, FormatTime(st.updated_at)));
+        RETURN_IF_ERROR(ReplaceFileAt(*env_, dir.get(), kTotalFile, std::to_string(total)));
         st.total = total;
       } else {
         std::string buf(kHashBuffer, '\0');
@@ -738,7 +748,7 @@ Result<std::unique_ptr<Writer>> LocalStore::OpenWriter(std::string_view ref_view
         st.updated_at = existing->updated_at;
         st.total = existing->total;
         if (st.total == 0 && total > 0) {
-          RETURN_IF_ERROR(ReplaceFileAt(dir.get(), kTotalFile, std::to_string(total)));
+          RETURN_IF_ERROR(ReplaceFileAt(*env_, dir.get(), kTotalFile, std::to_string(total)));
           st.total = total;
         }
         spdlog::debug("content: resuming ingest ref={} at offset {}", ref, st.offset);
@@ -759,23 +769,27 @@ Result<std::unique_ptr<Writer>> LocalStore::OpenWriter(std::string_view ref_view
 
   // Assemble the new ingest under a staging name, then rename it into place.
   std::string staging = std::string(kStagingPrefix) + name + "-" + RandomSuffix();
-  if (::mkdirat(ingest_fd_.get(), staging.c_str(), 0700) != 0) {
-    return std::unexpected(StatusFromErrno(errno, "create ingest " + ref));
+  if (env_->MkdirAt(ingest_fd_.get(), staging.c_str(), 0700) != 0) {
+    return std::unexpected(
+        StatusFromErrnoAt(errno, "create ingest " + ref, root_ + "/ingest/" + staging));
   }
   auto setup = [&]() -> Result<std::pair<UniqueFd, UniqueFd>> {
     UniqueFd dir(::openat(ingest_fd_.get(), staging.c_str(),
                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir.valid()) return std::unexpected(StatusFromErrno(errno, "open ingest " + ref));
-    st.started_at = st.updated_at = NowNanos();
+    st.started_at = st.updated_at = clock_->NowNanos();
     st.total = total > 0 ? total : 0;
-    RETURN_IF_ERROR(WriteFileAt(dir.get(), kRefFile, ref));
-    RETURN_IF_ERROR(WriteFileAt(dir.get(), kStartedAtFile, FormatTime(st.started_at)));
-    RETURN_IF_ERROR(WriteFileAt(dir.get(), kUpdatedAtFile, FormatTime(st.updated_at)));
-    if (total > 0) RETURN_IF_ERROR(WriteFileAt(dir.get(), kTotalFile, std::to_string(total)));
-    UniqueFd data(
-        ::openat(dir.get(), kDataFile, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    RETURN_IF_ERROR(WriteFileAt(*env_, dir.get(), kRefFile, ref));
+    RETURN_IF_ERROR(WriteFileAt(*env_, dir.get(), kStartedAtFile, FormatTime(st.started_at)));
+    RETURN_IF_ERROR(WriteFileAt(*env_, dir.get(), kUpdatedAtFile, FormatTime(st.updated_at)));
+    if (total > 0) {
+      RETURN_IF_ERROR(WriteFileAt(*env_, dir.get(), kTotalFile, std::to_string(total)));
+    }
+    UniqueFd data(env_->OpenAt(dir.get(), kDataFile,
+                               O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!data.valid()) return std::unexpected(StatusFromErrno(errno, "create ingest data"));
-    if (::renameat(ingest_fd_.get(), staging.c_str(), ingest_fd_.get(), name.c_str()) != 0) {
+    if (env_->RenameAt2(ingest_fd_.get(), staging.c_str(), ingest_fd_.get(), name.c_str(), 0) !=
+        0) {
       return std::unexpected(StatusFromErrno(errno, "publish ingest " + ref));
     }
     return std::make_pair(std::move(dir), std::move(data));
@@ -783,7 +797,7 @@ Result<std::unique_ptr<Writer>> LocalStore::OpenWriter(std::string_view ref_view
   auto fds = setup();
   if (!fds) {
     (void)RemoveTreeAt(ingest_fd_.get(), staging);
-    return std::unexpected(fds.error());
+    return std::unexpected(WithFilesystem(fds.error(), root_ + "/ingest/" + staging));
   }
   unlocker.armed = false;
   return std::make_unique<LocalWriter>(this, ref, name, std::move(fds->first),

@@ -29,6 +29,8 @@
 #include <mutex>
 #include <string>
 
+#include "common/clock.h"
+#include "common/env.h"
 #include "common/fs.h"
 #include "content/content.h"
 
@@ -37,8 +39,12 @@ namespace berth::content {
 class LocalStore final : public Store, public Sweeper {
  public:
   // Opens (creating if needed) the store under `root` and runs recovery. Directories are
-  // created 0700. Errors: from the file system, naming the path.
-  static Result<std::unique_ptr<LocalStore>> Open(const std::string& root);
+  // created 0700. Errors: from the file system, naming the path. Every file operation that
+  // writes goes through `env`, and ingest/commit times come from `clock` (tests inject faults
+  // and time there; both must outlive the store).
+  static Result<std::unique_ptr<LocalStore>> Open(const std::string& root,
+                                                  Env& env = Env::Default(),
+                                                  WallClock& clock = WallClock::Real());
   ~LocalStore() override;
 
   Result<BlobInfo> Info(std::string_view digest) override;
@@ -75,6 +81,8 @@ class LocalStore final : public Store, public Sweeper {
   berth::Status RemoveIngest(const std::string& name);
 
   std::string root_;
+  Env* env_ = nullptr;
+  WallClock* clock_ = nullptr;
   UniqueFd blobs_fd_;   // <root>/blobs/sha256
   UniqueFd ingest_fd_;  // <root>/ingest
   int lock_attempts_ = 10;

@@ -1,38 +1,47 @@
 #include "snapshots/native/native.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 
 #include "common/fs.h"
+#include "common/mountinfo.h"
 #include "snapshots/fs_util.h"
 #include "snapshots/sweep.h"
 
 namespace berth::snapshots {
 
-Result<std::unique_ptr<NativeBackend>> NativeBackend::Open(const std::string& root) {
+Result<std::unique_ptr<NativeBackend>> NativeBackend::Open(const std::string& root, Env& env) {
   RETURN_IF_ERROR(EnsureDir(root, 0700));
   RETURN_IF_ERROR(EnsureDir(root + "/snapshots", 0700));
-  return std::unique_ptr<NativeBackend>(new NativeBackend(root));
+  return std::unique_ptr<NativeBackend>(new NativeBackend(root, env));
 }
 
 Status NativeBackend::Create(int64_t id, Kind kind, std::span<const int64_t> parents) {
   if (kind != Kind::kActive && !parents.empty()) return Status::Ok();  // binds the parent
   std::string snapshots = root_ + "/snapshots";
-  ASSIGN_OR_RETURN(std::string tmp, MakeTempDir(snapshots));
+  ASSIGN_OR_RETURN(std::string tmp, MakeTempDir(snapshots, env_));
   auto fail = [&](Status s) {
     (void)RenameAndRemove(tmp, snapshots, -id);
-    return s;
+    return WithFilesystem(std::move(s), tmp);
   };
   if (::chmod(tmp.c_str(), 0755) != 0) return fail(StatusFromErrno(errno, "chmod " + tmp));
   if (!parents.empty()) {
     // cp -a also copies the parent root's owner, mode and xattrs onto tmp.
     if (Status s = CopyTree(Dir(parents[0]), tmp); !s.ok()) return fail(s);
   }
+  // Durable before the caller records the snapshot in the database (a committed row must never
+  // outlive its directory in a power cut): the entries made in tmp, then its new name.
+  if (Status s = SyncDir(env_, tmp); !s.ok()) return fail(s);
   std::string dst = Dir(id);
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
+  if (env_.RenameAt2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dst.c_str(), 0) != 0) {
     return fail(StatusFromErrno(errno, "rename " + tmp + " to " + dst));
+  }
+  if (Status s = SyncDir(env_, snapshots); !s.ok()) {
+    (void)RenameAndRemove(dst, snapshots, -id);
+    return s;
   }
   return Status::Ok();
 }

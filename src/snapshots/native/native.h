@@ -6,13 +6,16 @@
 #include <memory>
 #include <string>
 
+#include "common/env.h"
 #include "snapshots/snapshotter.h"
 
 namespace berth::snapshots {
 
 class NativeBackend final : public Backend {
  public:
-  static Result<std::unique_ptr<NativeBackend>> Open(const std::string& root);
+  // Create makes and publishes directories through `env` (must outlive the backend).
+  static Result<std::unique_ptr<NativeBackend>> Open(const std::string& root,
+                                                     Env& env = Env::Default());
 
   std::string_view name() const override { return "native"; }
   Status Create(int64_t id, Kind kind, std::span<const int64_t> parents) override;
@@ -27,8 +30,9 @@ class NativeBackend final : public Backend {
   std::string Dir(int64_t id) const { return root_ + "/snapshots/" + std::to_string(id); }
 
  private:
-  explicit NativeBackend(std::string root) : root_(std::move(root)) {}
+  NativeBackend(std::string root, Env& env) : root_(std::move(root)), env_(env) {}
   std::string root_;
+  Env& env_;
 };
 
 }  // namespace berth::snapshots

@@ -1,5 +1,6 @@
 #include "snapshots/overlay/overlay.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,16 +8,17 @@
 #include <memory>
 
 #include "common/fs.h"
+#include "common/mountinfo.h"
 #include "snapshots/fs_util.h"
 #include "snapshots/sweep.h"
 
 namespace berth::snapshots {
 
 Result<std::unique_ptr<OverlayBackend>> OverlayBackend::Open(const std::string& root,
-                                                             bool index_off) {
+                                                             bool index_off, Env& env) {
   RETURN_IF_ERROR(EnsureDir(root, 0700));
   RETURN_IF_ERROR(EnsureDir(root + "/snapshots", 0700));
-  return std::unique_ptr<OverlayBackend>(new OverlayBackend(root, index_off));
+  return std::unique_ptr<OverlayBackend>(new OverlayBackend(root, index_off, env));
 }
 
 bool OverlayBackend::DetectIndexOff() {
@@ -25,18 +27,18 @@ bool OverlayBackend::DetectIndexOff() {
 
 Status OverlayBackend::Create(int64_t id, Kind kind, std::span<const int64_t> parents) {
   std::string snapshots = root_ + "/snapshots";
-  ASSIGN_OR_RETURN(std::string tmp, MakeTempDir(snapshots));
+  ASSIGN_OR_RETURN(std::string tmp, MakeTempDir(snapshots, env_));
   auto fail = [&](Status s) {
     (void)RenameAndRemove(tmp, snapshots, -id);
-    return s;
+    return WithFilesystem(std::move(s), tmp);
   };
   // The snapshot dir itself stays 0700 so nothing below it is reachable by other users.
   std::string fs = tmp + "/fs";
-  if (::mkdir(fs.c_str(), 0755) != 0) return fail(StatusFromErrno(errno, "mkdir " + fs));
+  if (env_.MkdirAt(AT_FDCWD, fs.c_str(), 0755) != 0) return fail(StatusFromErrno(errno, "mkdir " + fs));
   if (::chmod(fs.c_str(), 0755) != 0) return fail(StatusFromErrno(errno, "chmod " + fs));
   if (kind == Kind::kActive) {
     std::string work = tmp + "/work";
-    if (::mkdir(work.c_str(), 0711) != 0) return fail(StatusFromErrno(errno, "mkdir " + work));
+    if (env_.MkdirAt(AT_FDCWD, work.c_str(), 0711) != 0) return fail(StatusFromErrno(errno, "mkdir " + work));
   }
   if (!parents.empty()) {
     // The new upper dir is the root of the merged tree: it must look like the parent's root.
@@ -47,9 +49,16 @@ Status OverlayBackend::Create(int64_t id, Kind kind, std::span<const int64_t> pa
       return fail(StatusFromErrno(errno, "chown " + fs));
     }
   }
+  // Durable before the caller records the snapshot in the database (a committed row must never
+  // outlive its directory in a power cut): the entries made in tmp, then its new name.
+  if (Status s = SyncDir(env_, tmp); !s.ok()) return fail(s);
   std::string dst = Dir(id);
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
+  if (env_.RenameAt2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dst.c_str(), 0) != 0) {
     return fail(StatusFromErrno(errno, "rename " + tmp + " to " + dst));
+  }
+  if (Status s = SyncDir(env_, snapshots); !s.ok()) {
+    (void)RenameAndRemove(dst, snapshots, -id);
+    return s;
   }
   return Status::Ok();
 }

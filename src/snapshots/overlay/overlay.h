@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "common/env.h"
 #include "snapshots/snapshotter.h"
 
 namespace berth::snapshots {
@@ -16,7 +17,9 @@ class OverlayBackend final : public Backend {
   // `root` is the plugin's directory (e.g. <daemon root>/snapshots/overlayfs); created if
   // missing. `index_off`: add "index=off" to overlay mounts (the kernel exposes
   // /sys/module/overlay/parameters/index); use DetectIndexOff() for the real answer.
-  static Result<std::unique_ptr<OverlayBackend>> Open(const std::string& root, bool index_off);
+  // Create/Remove make and publish directories through `env` (must outlive the backend).
+  static Result<std::unique_ptr<OverlayBackend>> Open(const std::string& root, bool index_off,
+                                                      Env& env = Env::Default());
   static bool DetectIndexOff();
 
   std::string_view name() const override { return "overlayfs"; }
@@ -33,12 +36,13 @@ class OverlayBackend final : public Backend {
   std::string WorkPath(int64_t id) const { return Dir(id) + "/work"; }
 
  private:
-  OverlayBackend(std::string root, bool index_off)
-      : root_(std::move(root)), index_off_(index_off) {}
+  OverlayBackend(std::string root, bool index_off, Env& env)
+      : root_(std::move(root)), index_off_(index_off), env_(env) {}
   std::string Dir(int64_t id) const { return root_ + "/snapshots/" + std::to_string(id); }
 
   std::string root_;
   bool index_off_;
+  Env& env_;
 };
 
 }  // namespace berth::snapshots
