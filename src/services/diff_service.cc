@@ -54,6 +54,7 @@ grpc::Status DiffService::Apply(grpc::ServerContext* ctx, const api::ApplyReques
     const std::vector<Mount> mounts = FromProto(req->mounts());
     std::string target;
     diff::ApplyOptions opts;
+    opts.max_expansion_ratio = max_expansion_ratio_;
     std::unique_ptr<TempMount> tmp;
     std::string upper = mounts.size() == 1 && mounts[0].type == "overlay"
                             ? MountOptionValue(mounts[0], "upperdir")

@@ -19,6 +19,7 @@
 // media type: <type>". Answers {media type, digest, size} of the stored blob.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "github.com/containerd/containerd/api/services/diff/v1/diff.grpc.pb.h"
@@ -29,8 +30,12 @@ namespace berth::services {
 class DiffService final : public containerd::services::diff::v1::Diff::Service {
  public:
   // `tmp_base`: where temporary mount points are made (created on demand, 0700).
-  DiffService(metadata::ContentStore& content, std::string tmp_base)
-      : content_(content), tmp_base_(std::move(tmp_base)) {}
+  // `max_expansion_ratio`: the decompression bound for layers (diff/decompress.h).
+  DiffService(metadata::ContentStore& content, std::string tmp_base,
+              uint64_t max_expansion_ratio = 1100)
+      : content_(content),
+        tmp_base_(std::move(tmp_base)),
+        max_expansion_ratio_(max_expansion_ratio) {}
 
   grpc::Status Apply(grpc::ServerContext*, const containerd::services::diff::v1::ApplyRequest*,
                      containerd::services::diff::v1::ApplyResponse*) override;
@@ -40,6 +45,7 @@ class DiffService final : public containerd::services::diff::v1::Diff::Service {
  private:
   metadata::ContentStore& content_;
   std::string tmp_base_;
+  uint64_t max_expansion_ratio_;
 };
 
 }  // namespace berth::services
