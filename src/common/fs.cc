@@ -245,7 +245,12 @@ Status RemoveAllAt(int dirfd, const std::string& name, size_t max_depth) {
   if (S_ISDIR(st.st_mode)) {
     auto sub = OpenDirAt(dirfd, name);
     if (!sub) return sub.error().code() == Code::kNotFound ? Status::Ok() : sub.error();
-    auto unlink = [](const WalkEntry& e) -> Result<bool> {
+    auto unlink = [&](const WalkEntry& e) -> Result<bool> {
+      // `name` is level 1; the walk's depth-1 entries are level 2.
+      if (max_depth > 0 && e.depth + 1 > max_depth) {
+        return std::unexpected(InvalidArgument("directory tree deeper than " +
+                                               std::to_string(max_depth) + " levels"));
+      }
       if (S_ISDIR(e.st.st_mode)) return true;  // emptied first, removed on the way back
       if (::unlinkat(e.dirfd, e.name.c_str(), 0) != 0 && errno != ENOENT) {
         return std::unexpected(StatusFromErrno(errno, "unlink " + e.name));
@@ -258,10 +263,7 @@ Status RemoveAllAt(int dirfd, const std::string& name, size_t max_depth) {
       }
       return Status::Ok();
     };
-    // The root of the removal counts as level 1.
-    const size_t below = max_depth == 0 ? 0 : std::max<size_t>(max_depth - 1, 1);
-    RETURN_IF_ERROR(WalkTreeAt(sub->get(), unlink, rmdir, below)
-                        .Wrap("remove " + name));
+    RETURN_IF_ERROR(WalkTreeAt(sub->get(), unlink, rmdir).Wrap("remove " + name));
     sub->reset();
     return rmdir(dirfd, name);
   }

@@ -185,6 +185,7 @@ class Extractor {
  public:
   // Largest regular-file size the stream can hold (T7); INT64_MAX when unknown.
   int64_t max_entry_size = INT64_MAX;
+  std::string entry_bound_hint;  // appended to the error when an entry exceeds it
 
  private:
   std::vector<Fd> lowers_;
@@ -466,7 +467,7 @@ Status Extractor::Entry(archive* a, archive_entry* e) {
       if (archive_entry_size(e) > max_entry_size) {
         return InvalidArgument("tar entry " + rel + " claims " +
                                std::to_string(archive_entry_size(e)) +
-                               " bytes, more than the layer can hold");
+                               " bytes, more than the layer can hold" + entry_bound_hint);
       }
       Fd fd(::openat(p, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!fd.valid()) return StatusFromErrno(errno, "create " + rel);
@@ -632,6 +633,9 @@ Result<ApplyResult> ApplyLayer(content::ReaderAt& blob, std::string_view media_t
   if (magic_kind == Compression::kNone) ex.max_entry_size = blob.Size();
   if (magic_kind != Compression::kNone) {
     ex.max_entry_size = MaxDecompressedSize(blob.Size(), opts.max_expansion_ratio);
+    ex.entry_bound_hint = " (compressed " + std::to_string(blob.Size()) +
+                          " bytes; max_expansion_ratio " +
+                          std::to_string(opts.max_expansion_ratio) + " in berthd's [diff] config)";
   }
   for (;;) {
     archive_entry* e = nullptr;

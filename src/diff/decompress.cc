@@ -167,6 +167,7 @@ class BoundedReader final : public Decompressor {
         ratio_(ratio),
         limit_(MaxDecompressedSize(compressed, ratio)) {}
   Result<size_t> Read(char* buf, size_t n) override {
+    if (limit_ == INT64_MAX) return d_->Read(buf, n);  // bound turned off
     // Ask for one byte past the limit at most, so reaching it exactly is still fine.
     const int64_t room = limit_ - total_ + 1;
     if (room <= 0) return std::unexpected(TooBig());
