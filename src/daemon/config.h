@@ -29,6 +29,10 @@
 
 namespace berth::daemon {
 
+// Equal to diff::kDefaultMaxExpansionRatio (checked in daemon.cc; the config does not depend on
+// the diff library).
+inline constexpr uint64_t kDefaultMaxExpansionRatio = 1100;
+
 struct Config {
   std::string root = "/var/lib/berth";
   std::string state = "/run/berth";
@@ -39,7 +43,7 @@ struct Config {
   int max_send_message_size = 16 << 20;
   // Bound on what a compressed layer may decompress to, as a multiple of its size
   // (diff::kDefaultMaxExpansionRatio; 0 = none). One setting for gzip and zstd alike.
-  uint64_t max_expansion_ratio = 1100;
+  uint64_t max_expansion_ratio = kDefaultMaxExpansionRatio;
   // Runtime name → shim binary path.
   std::map<std::string, std::string> runtime_binaries;
 };

@@ -260,7 +260,7 @@ Status Daemon::Start() {
   services_.push_back(
       std::make_unique<services::SnapshotsService>(std::move(snapshotters), *exchange_, *gc_));
   // Diff.Apply unpacks layers; temp mount points live under <root>/tmpmounts as in containerd.
-  static_assert(Config{}.max_expansion_ratio == diff::kDefaultMaxExpansionRatio);
+  static_assert(kDefaultMaxExpansionRatio == diff::kDefaultMaxExpansionRatio);
   services_.push_back(std::make_unique<services::DiffService>(*content_, TempMountDir(),
                                                               cfg_.max_expansion_ratio));
   services_.push_back(std::make_unique<services::TasksService>(*tasks_, *containers_));
