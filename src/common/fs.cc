@@ -1,13 +1,16 @@
 #include "common/fs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <random>
 
 #include "common/mountinfo.h"
+#include <memory>
 
 namespace berth {
 
@@ -129,6 +132,175 @@ Result<std::string> ReadFile(const std::string& path, size_t max_size) {
     }
   }
   return out;
+}
+
+Result<UniqueFd> OpenDirAt(int dirfd, const std::string& name) {
+  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return std::unexpected(StatusFromErrno(errno, "open " + name));
+  return fd;
+}
+
+Result<UniqueFd> ReopenParent(int child, dev_t dev, ino_t ino) {
+  UniqueFd fd(::openat(child, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return std::unexpected(StatusFromErrno(errno, "open .."));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return std::unexpected(StatusFromErrno(errno, "stat .."));
+  if (st.st_dev != dev || st.st_ino != ino) {
+    return std::unexpected(FailedPrecondition("directory moved while the tree was walked"));
+  }
+  return fd;
+}
+
+Result<std::vector<std::string>> ListDirAt(int dirfd) {
+  // A fresh open of "." has its own offset: `dirfd` is left as it was.
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return std::unexpected(StatusFromErrno(errno, "open directory"));
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    int err = errno;
+    ::close(fd);
+    return std::unexpected(StatusFromErrno(err, "opendir"));
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    const dirent* e = ::readdir(d);
+    if (e == nullptr) {
+      if (errno != 0) return std::unexpected(StatusFromErrno(errno, "readdir"));
+      break;
+    }
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+namespace {
+
+// One directory on a walk's stack.
+struct WalkFrame {
+  UniqueFd fd;  // closed while deeper than kWalkOpenDirs and a child is being walked
+  dev_t dev = 0;
+  ino_t ino = 0;
+  std::string name;  // its name in the frame below (unused for the root)
+  std::vector<std::string> names;
+  size_t next = 0;
+};
+
+}  // namespace
+
+Status WalkTreeAt(int root, const WalkVisitFn& visit, const WalkLeaveFn& leave,
+                  size_t max_depth) {
+  std::vector<WalkFrame> stack;
+  {
+    WalkFrame f;
+    f.fd = UniqueFd(::fcntl(root, F_DUPFD_CLOEXEC, 0));
+    if (!f.fd.valid()) return StatusFromErrno(errno, "dup");
+    ASSIGN_OR_RETURN(f.names, ListDirAt(f.fd.get()));
+    stack.push_back(std::move(f));
+  }
+  while (!stack.empty()) {
+    WalkFrame& top = stack.back();
+    if (top.next < top.names.size()) {
+      const std::string& name = top.names[top.next++];
+      struct stat st;
+      if (::fstatat(top.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) continue;  // vanished meanwhile
+        return StatusFromErrno(errno, "lstat " + name);
+      }
+      const size_t depth = stack.size();
+      ASSIGN_OR_RETURN(bool descend, visit(WalkEntry{top.fd.get(), name, st, depth}));
+      if (!descend || !S_ISDIR(st.st_mode)) continue;
+      if (max_depth > 0 && depth >= max_depth) {
+        return InvalidArgument("directory tree deeper than " + std::to_string(max_depth) +
+                               " levels (at " + name + ")");
+      }
+      WalkFrame child;
+      auto fd = OpenDirAt(top.fd.get(), name);
+      if (!fd) {
+        if (fd.error().code() == Code::kNotFound) continue;
+        return fd.error();
+      }
+      child.fd = std::move(*fd);
+      struct stat now;
+      if (::fstat(child.fd.get(), &now) != 0) return StatusFromErrno(errno, "stat " + name);
+      if (now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+        return FailedPrecondition(name + " changed while the tree was walked");
+      }
+      child.dev = now.st_dev;
+      child.ino = now.st_ino;
+      child.name = name;
+      ASSIGN_OR_RETURN(child.names, ListDirAt(child.fd.get()));
+      // Bound the fds: deep frames give theirs up until the walk comes back to them.
+      if (stack.size() > kWalkOpenDirs) top.fd.reset();
+      stack.push_back(std::move(child));
+      continue;
+    }
+    // Done with `top`: back to its parent, reopening it if it was closed.
+    if (stack.size() == 1) break;
+    WalkFrame& parent = stack[stack.size() - 2];
+    if (!parent.fd.valid()) {
+      ASSIGN_OR_RETURN(parent.fd, ReopenParent(top.fd.get(), parent.dev, parent.ino));
+    }
+    std::string name = std::move(top.name);
+    stack.pop_back();
+    if (leave) RETURN_IF_ERROR(leave(stack.back().fd.get(), name));
+  }
+  return Status::Ok();
+}
+
+Status RemoveAllAt(int dirfd, const std::string& name, size_t max_depth) {
+  struct stat st;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return StatusFromErrno(errno, "stat " + name);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    auto sub = OpenDirAt(dirfd, name);
+    if (!sub) return sub.error().code() == Code::kNotFound ? Status::Ok() : sub.error();
+    auto unlink = [&](const WalkEntry& e) -> Result<bool> {
+      // `name` is level 1; the walk's depth-1 entries are level 2.
+      if (max_depth > 0 && e.depth + 1 > max_depth) {
+        return std::unexpected(InvalidArgument("directory tree deeper than " +
+                                               std::to_string(max_depth) + " levels"));
+      }
+      if (S_ISDIR(e.st.st_mode)) return true;  // emptied first, removed on the way back
+      if (::unlinkat(e.dirfd, e.name.c_str(), 0) != 0 && errno != ENOENT) {
+        return std::unexpected(StatusFromErrno(errno, "unlink " + e.name));
+      }
+      return false;
+    };
+    auto rmdir = [](int parent, const std::string& n) -> Status {
+      if (::unlinkat(parent, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        return StatusFromErrno(errno, "rmdir " + n);
+      }
+      return Status::Ok();
+    };
+    RETURN_IF_ERROR(WalkTreeAt(sub->get(), unlink, rmdir).Wrap("remove " + name));
+    sub->reset();
+    return rmdir(dirfd, name);
+  }
+  if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+    return StatusFromErrno(errno, "unlink " + name);
+  }
+  return Status::Ok();
+}
+
+Status RemoveAll(const std::string& path) {
+  std::string dir = Dirname(path);
+  auto slash = path.find_last_of('/');
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (base.empty() || base == "." || base == "..") {
+    return InvalidArgument("refusing to remove " + path);
+  }
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dfd.valid()) {
+    if (errno == ENOENT) return Status::Ok();
+    return StatusFromErrno(errno, "open " + dir);
+  }
+  return RemoveAllAt(dfd.get(), base);
 }
 
 Result<size_t> ReadFull(int fd, char* buf, size_t n) {

@@ -1,16 +1,23 @@
 #include "common/mount.h"
 
+#include <dirent.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <climits>
 #include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include "common/log.h"
 
@@ -266,6 +273,70 @@ TempMount::~TempMount() {
     }
   }
   if (::rmdir(dir_.c_str()) != 0) spdlog::warn("remove {}: {}", dir_, std::strerror(errno));
+}
+
+namespace {
+
+// A mountinfo path field: blanks, tabs, newlines and backslashes come as \ooo octal escapes.
+std::string UnescapeMountPath(std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\\' && i + 3 < in.size() && in[i + 1] >= '0' && in[i + 1] <= '3') {
+      out += static_cast<char>((in[i + 1] - '0') * 64 + (in[i + 2] - '0') * 8 + (in[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<int> CleanupTempMounts(const std::string& base) {
+  char resolved[PATH_MAX];
+  if (::realpath(base.c_str(), resolved) == nullptr) {
+    if (errno == ENOENT) return 0;
+    return std::unexpected(StatusFromErrno(errno, "resolve " + base));
+  }
+  const std::string dir = resolved;
+  const std::string prefix = dir + "/";
+  std::ifstream mi("/proc/self/mountinfo");
+  if (!mi) return std::unexpected(Internal("cannot read /proc/self/mountinfo"));
+  std::vector<std::string> points;
+  std::string line;
+  while (std::getline(mi, line)) {
+    // "<id> <parent> <major:minor> <root> <mount point> ...": the fifth field.
+    std::istringstream fields(line);
+    std::string f, mp;
+    for (int i = 0; i < 5 && fields >> f; ++i) mp = f;
+    mp = UnescapeMountPath(mp);
+    if (mp.starts_with(prefix)) points.push_back(std::move(mp));
+  }
+  // Deepest first: a mount inside a temp mount goes before the one holding it. A stacked
+  // mount point appears more than once; UnmountAll takes the whole stack the first time.
+  std::sort(points.begin(), points.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  points.erase(std::unique(points.begin(), points.end()), points.end());
+  int unmounted = 0;
+  for (const auto& mp : points) {
+    if (Status s = UnmountAll(mp, MNT_DETACH); !s.ok()) {
+      spdlog::warn("cleanup temp mount: {}", s.ToString());
+      continue;
+    }
+    ++unmounted;
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+  if (!d) return std::unexpected(StatusFromErrno(errno, "open " + dir));
+  while (const dirent* e = ::readdir(d.get())) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    std::string p = prefix + std::string(n);
+    // rmdir only: anything still mounted or not empty stays for a human to look at.
+    if (::rmdir(p.c_str()) != 0) spdlog::warn("cleanup temp mount: remove {}: {}", p, std::strerror(errno));
+  }
+  if (unmounted > 0) spdlog::info("cleaned up {} temp mounts under {}", unmounted, dir);
+  return unmounted;
 }
 
 }  // namespace berth

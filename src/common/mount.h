@@ -48,6 +48,14 @@ Status MountAll(std::span<const Mount> mounts, const std::string& target);
 // mount.UnmountAll does. A missing target or no mount point is no error.
 Status UnmountAll(const std::string& target, int flags = 0);
 
+// Startup sweep of a temp-mount base (<root>/tmpmounts) after a crash, before serving: every
+// mount at or below `base` (from /proc/self/mountinfo) is unmounted, deepest first, lazily,
+// and each directory directly in `base` is rmdir-ed — never removed recursively, so a mount
+// that would not go away cannot cost snapshot data. containerd does the same at start
+// (mount.CleanupTempMounts). Returns how many mounts it took down; what it could not undo is
+// logged and left. A missing `base` is no error.
+Result<int> CleanupTempMounts(const std::string& base);
+
 // Mounts a list of mounts, in order, on a fresh directory `<base>/<prefix>XXXXXX` (base is
 // created 0700 on demand). The destructor unmounts everything (lazily, innermost first) and
 // removes the directory — with rmdir only, so a failed unmount never deletes snapshot data.

@@ -51,7 +51,7 @@ Result<Config> LoadConfig(const std::string& path) {
     os << path << ": " << e.description() << " at " << e.source().begin;
     return std::unexpected(InvalidArgument(os.str()));
   }
-  RETURN_IF_ERROR(CheckKeys(root, {"version", "root", "state", "grpc", "debug", "runtimes"}, "", path));
+  RETURN_IF_ERROR(CheckKeys(root, {"version", "root", "state", "grpc", "debug", "diff", "runtimes"}, "", path));
   int64_t version = 1;
   RETURN_IF_ERROR(Read(root, "version", &version, path));
   if (version != 1) {
@@ -76,6 +76,16 @@ Result<Config> LoadConfig(const std::string& path) {
   if (const auto* debug = root["debug"].as_table()) {
     RETURN_IF_ERROR(CheckKeys(*debug, {"level"}, "debug.", path));
     RETURN_IF_ERROR(Read(*debug, "level", &cfg.log_level, path));
+  }
+  if (const auto* diff = root["diff"].as_table()) {
+    RETURN_IF_ERROR(CheckKeys(*diff, {"max_expansion_ratio"}, "diff.", path));
+    int64_t ratio = static_cast<int64_t>(cfg.max_expansion_ratio);
+    RETURN_IF_ERROR(Read(*diff, "max_expansion_ratio", &ratio, path));
+    if (ratio < 0) {
+      return std::unexpected(
+          InvalidArgument(path + ": diff.max_expansion_ratio must be >= 0 (0: no bound)"));
+    }
+    cfg.max_expansion_ratio = static_cast<uint64_t>(ratio);
   }
   if (const auto* runtimes = root["runtimes"].as_table()) {
     for (const auto& [name, node] : *runtimes) {

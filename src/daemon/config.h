@@ -9,6 +9,9 @@
 //   max_send_message_size = 16777216
 //   [debug]
 //   level = "info"
+//   [diff]
+//   max_expansion_ratio = 1100          # compressed layers: decompressed ≤ ratio × size
+//                                       # (at least 64 MiB); 0 = no bound
 //   [runtimes."io.containerd.runc.v2"]    # optional: the shim binary for a runtime name
 //   binary = "/usr/bin/containerd-shim-runc-v2"
 //
@@ -18,12 +21,17 @@
 // to berthd (containerd's rule).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
 #include "common/status.h"
 
 namespace berth::daemon {
+
+// Equal to diff::kDefaultMaxExpansionRatio (checked in daemon.cc; the config does not depend on
+// the diff library).
+inline constexpr uint64_t kDefaultMaxExpansionRatio = 1100;
 
 struct Config {
   std::string root = "/var/lib/berth";
@@ -33,6 +41,9 @@ struct Config {
   // The Go client sends up to 16 MiB; accept as much in both directions.
   int max_recv_message_size = 16 << 20;
   int max_send_message_size = 16 << 20;
+  // Bound on what a compressed layer may decompress to, as a multiple of its size
+  // (diff::kDefaultMaxExpansionRatio; 0 = none). One setting for gzip and zstd alike.
+  uint64_t max_expansion_ratio = kDefaultMaxExpansionRatio;
   // Runtime name → shim binary path.
   std::map<std::string, std::string> runtime_binaries;
 };

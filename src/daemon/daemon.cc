@@ -16,6 +16,8 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/mount.h"
+#include "diff/decompress.h"
 #include "daemon/plugins.h"
 #include "gc/gc.h"
 #include "services/basic_services.h"
@@ -190,6 +192,10 @@ Status Daemon::Start() {
   RETURN_IF_ERROR(EnsureDir(cfg_.state, 0700, /*tighten_existing=*/true));
   RETURN_IF_ERROR(EnsureDir(Dirname(cfg_.address), 0700));
   RETURN_IF_ERROR(ClaimSocket(cfg_.address));
+  // Temp mounts a killed daemon left (Diff.Diff / Diff.Apply) go before anything else runs.
+  if (auto swept = CleanupTempMounts(TempMountDir()); !swept) {
+    spdlog::error("cleanup temp mounts: {}", swept.error().ToString());
+  }
 
   auto db = metadata::Db::Open(cfg_.root + "/meta.db");
   if (!db) return db.error();
@@ -237,7 +243,9 @@ Status Daemon::Start() {
   services_.push_back(
       std::make_unique<services::SnapshotsService>(std::move(snapshotters), *exchange_, *gc_));
   // Diff.Apply unpacks layers; temp mount points live under <root>/tmpmounts as in containerd.
-  differ_ = std::make_unique<diff::WalkingDiffer>(*content_, cfg_.root + "/tmpmounts");
+  static_assert(kDefaultMaxExpansionRatio == diff::kDefaultMaxExpansionRatio);
+  differ_ = std::make_unique<diff::WalkingDiffer>(*content_, TempMountDir(),
+                                                  cfg_.max_expansion_ratio);
   services_.push_back(std::make_unique<services::DiffService>(*differ_, *differ_));
   runtime_ = std::make_unique<tasks::ShimRuntime>(*tasks_);
   services_.push_back(std::make_unique<services::TasksService>(*runtime_, *containers_));

@@ -56,6 +56,8 @@ class Daemon {
  private:
   Status OpenSnapshotters();
   Status StartTasks();
+  // Where Diff.Apply/Diff.Diff make their temp mount points (containerd's <root>/tmpmounts).
+  std::string TempMountDir() const { return cfg_.root + "/tmpmounts"; }
 
   Config cfg_;
   std::unique_ptr<metadata::Db> db_;

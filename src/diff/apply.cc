@@ -21,6 +21,7 @@
 #include <set>
 #include <vector>
 
+#include "common/fs.h"
 #include "common/mountinfo.h"
 #include "content/digest.h"
 
@@ -93,52 +94,6 @@ int OpenInRoot(int rootfd, const std::string& rel, uint64_t flags) {
     if (fd < 0 && errno == EAGAIN) continue;
     return fd;
   }
-}
-
-Status RemoveAllAt(int dirfd, const std::string& name);
-
-Status ClearDirFd(int fd, const std::function<bool(const std::string&)>& keep) {
-  Fd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!dup.valid()) return StatusFromErrno(errno, "dup");
-  DIR* d = ::fdopendir(dup.get());
-  if (!d) return StatusFromErrno(errno, "fdopendir");
-  dup.release();  // owned by DIR now
-  std::vector<std::string> names;
-  while (auto* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    names.push_back(n);
-  }
-  ::closedir(d);
-  for (const auto& n : names) {
-    if (keep && keep(n)) continue;
-    Status s = RemoveAllAt(fd, n);
-    if (!s.ok()) return s;
-  }
-  return {};
-}
-
-// rm -rf of dirfd/name; never follows symlinks.
-Status RemoveAllAt(int dirfd, const std::string& name) {
-  struct stat st;
-  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) return {};
-    return StatusFromErrno(errno, "stat " + name);
-  }
-  if (S_ISDIR(st.st_mode)) {
-    Fd sub(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!sub.valid()) return StatusFromErrno(errno, "open " + name);
-    Status s = ClearDirFd(sub.get(), nullptr);
-    if (!s.ok()) return s;
-    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-      return StatusFromErrno(errno, "rmdir " + name);
-    }
-    return {};
-  }
-  if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
-    return StatusFromErrno(errno, "unlink " + name);
-  }
-  return {};
 }
 
 // containerd's boundTime: a time before the epoch or past what int64 nanoseconds hold
@@ -231,6 +186,7 @@ class Extractor {
  public:
   // Largest regular-file size the stream can hold (T7); INT64_MAX when unknown.
   int64_t max_entry_size = INT64_MAX;
+  std::string entry_bound_hint;  // appended to the error when an entry exceeds it
 
  private:
   std::vector<Fd> lowers_;
@@ -333,14 +289,40 @@ Result<Fd> Extractor::Parent(const std::vector<std::string>& comps, size_t n, bo
 }
 
 Status Extractor::ClearUnpacked(int dirfd, const std::string& rel) {
-  return ClearDirFd(dirfd, [&](const std::string& name) {
-    std::string path = rel == "." ? name : rel + "/" + name;
-    if (!unpacked_.contains(path)) return false;
-    // Kept; descend into kept directories to drop what this layer did not write there.
-    Fd sub(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (sub.valid()) (void)ClearUnpacked(sub.get(), path);
-    return true;
-  });
+  // Kept directories are visited from a work list (paths below `dirfd`), not by recursion:
+  // their depth is the layer's to choose. Each kept path is a name this layer wrote, so it is
+  // shorter than PATH_MAX and opens in one openat2 that refuses symlinks.
+  std::vector<std::string> todo{""};
+  const std::string prefix = rel == "." ? "" : rel + "/";
+  while (!todo.empty()) {
+    std::string sub = std::move(todo.back());
+    todo.pop_back();
+    Fd d;
+    if (sub.empty()) {
+      d = Fd(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
+      if (!d.valid()) return StatusFromErrno(errno, "dup");
+    } else {
+      open_how how{};
+      how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+      how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+      d = Fd(static_cast<int>(::syscall(SYS_openat2, dirfd, sub.c_str(), &how, sizeof how)));
+      if (!d.valid()) continue;  // not a directory (any more): nothing below to clear
+    }
+    ASSIGN_OR_RETURN(std::vector<std::string> names, ListDirAt(d.get()));
+    for (const auto& n : names) {
+      std::string below = sub.empty() ? n : sub + "/" + n;
+      if (unpacked_.contains(prefix + below)) {
+        // Kept; descend into kept directories to drop what this layer did not write there.
+        struct stat st;
+        if (::fstatat(d.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+          todo.push_back(std::move(below));
+        }
+        continue;
+      }
+      RETURN_IF_ERROR(RemoveAllAt(d.get(), n, kMaxRemoveDepth));
+    }
+  }
+  return {};
 }
 
 Status Extractor::Opaque(const std::vector<std::string>& dir) {
@@ -373,7 +355,7 @@ Status Extractor::Whiteout(const std::vector<std::string>& comps, const std::str
   auto pfd = Parent(dir, dir.size());
   if (!pfd) return pfd.error();
   int p = pfd->get();
-  RETURN_IF_ERROR(RemoveAllAt(p, target));
+  RETURN_IF_ERROR(RemoveAllAt(p, target, kMaxRemoveDepth));
   if (opts_.mode == WhiteoutMode::kOverlay) {
     if (::mknodat(p, target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) {
       return StatusFromErrno(errno, "mknod whiteout " + target);
@@ -454,7 +436,7 @@ Status Extractor::Entry(archive* a, archive_entry* e) {
 
   struct stat st;
   if (::fstatat(p, n, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    if (!(is_dir && S_ISDIR(st.st_mode))) RETURN_IF_ERROR(RemoveAllAt(p, base));
+    if (!(is_dir && S_ISDIR(st.st_mode))) RETURN_IF_ERROR(RemoveAllAt(p, base, kMaxRemoveDepth));
   } else if (errno != ENOENT) {
     return StatusFromErrno(errno, "stat " + rel);
   }
@@ -486,7 +468,7 @@ Status Extractor::Entry(archive* a, archive_entry* e) {
       if (archive_entry_size(e) > max_entry_size) {
         return InvalidArgument("tar entry " + rel + " claims " +
                                std::to_string(archive_entry_size(e)) +
-                               " bytes, more than the layer can hold");
+                               " bytes, more than the layer can hold" + entry_bound_hint);
       }
       Fd fd(::openat(p, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!fd.valid()) return StatusFromErrno(errno, "create " + rel);
@@ -633,7 +615,7 @@ Result<ApplyResult> ApplyLayer(content::ReaderAt& blob, std::string_view media_t
   // As containerd: decompression is by magic; the media type only gates what we accept.
   (void)c;
   Compression magic_kind = Compression::kNone;
-  ASSIGN_OR_RETURN(auto dec, OpenDecompressor(blob, &magic_kind));
+  ASSIGN_OR_RETURN(auto dec, OpenDecompressor(blob, &magic_kind, opts.max_expansion_ratio));
   ReadAhead stream(std::move(dec));
   CallbackState cb{&stream, {}};
 
@@ -647,9 +629,15 @@ Result<ApplyResult> ApplyLayer(content::ReaderAt& blob, std::string_view media_t
   }
   Extractor ex(rootfd.get(), opts);
   ex.synthetic = [&cb](const void* p) { return cb.Synthetic(p); };
-  // A plain tar cannot hold more than the blob; deflate expands at most ~1032:1.
+  // A plain tar cannot hold more than the blob; a compressed one no more than the expansion
+  // bound lets through (an entry claiming more fails before anything is written for it).
   if (magic_kind == Compression::kNone) ex.max_entry_size = blob.Size();
-  if (magic_kind == Compression::kGzip) ex.max_entry_size = blob.Size() * 1100;
+  if (magic_kind != Compression::kNone) {
+    ex.max_entry_size = MaxDecompressedSize(blob.Size(), opts.max_expansion_ratio);
+    ex.entry_bound_hint = " (compressed " + std::to_string(blob.Size()) +
+                          " bytes; max_expansion_ratio " +
+                          std::to_string(opts.max_expansion_ratio) + " in berthd's [diff] config)";
+  }
   for (;;) {
     archive_entry* e = nullptr;
     int rc = archive_read_next_header(a.get(), &e);

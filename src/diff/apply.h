@@ -30,11 +30,20 @@ enum class WhiteoutMode {
   kOverlay,  // write into an overlay upperdir: 0:0 char devices, trusted.overlay.opaque=y
 };
 
+// How deep a tree a layer may remove (whiteout, opaque directory, entry replacing a directory):
+// deeper is InvalidArgument. A tar name is shorter than PATH_MAX, so plain names reach at most
+// 2048 levels; only trees built through symlinked directories (or by a container) go deeper,
+// and a bound keeps one layer from costing unbounded time and memory. Removal itself is
+// iterative with bounded fds at any depth (common/fs.h), so the bound is not about the stack.
+inline constexpr size_t kMaxRemoveDepth = 4096;
+
 struct ApplyOptions {
   WhiteoutMode mode = WhiteoutMode::kNaive;
   // Overlay mode: the lower layers, top first; implicitly created parents copy mode and owner
   // from the first lowerdir that has the directory.
   std::vector<std::string> lowerdirs;
+  // The expansion bound for compressed layers (diff/decompress.h); 0 = none.
+  uint64_t max_expansion_ratio = kDefaultMaxExpansionRatio;
 };
 
 struct ApplyResult {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -132,88 +133,154 @@ Result<bool> SameFile(int lfd, const std::string& lname, const struct stat& l, i
   return l.st_mtim.tv_nsec == u.st_mtim.tv_nsec;
 }
 
+// The double walk, iteratively: an explicit stack of frames, one per directory being walked,
+// never recursion (a container decides how deep its tree is; ~1 KB of stack per level crashed
+// the daemon at ~11,000 levels). Fds are bounded as in common/fs.h: deep frames close theirs
+// while a child is walked and get them back through "..", checked by device and inode.
 class Walker {
  public:
   Walker(const ChangeFn& fn, const CancelFn& cancelled) : fn_(fn), cancelled_(cancelled) {}
 
-  // Both `lfd` and `ufd` are the directory at path_.
-  Status Both(int lfd, int ufd) {
-    ASSIGN_OR_RETURN(std::vector<std::string> lnames, ReadNames(lfd, Where()));
-    ASSIGN_OR_RETURN(std::vector<std::string> unames, ReadNames(ufd, Where()));
-    size_t i = 0, j = 0;
-    while (i < lnames.size() || j < unames.size()) {
+  Status Run(UniqueFd lower, UniqueFd upper) {
+    Frame root;
+    root.both = true;
+    root.l = std::move(lower);
+    root.u = std::move(upper);
+    ASSIGN_OR_RETURN(root.lnames, ReadNames(root.l.get(), "/"));
+    ASSIGN_OR_RETURN(root.unames, ReadNames(root.u.get(), "/"));
+    stack_.push_back(std::move(root));
+    while (!stack_.empty()) {
       // Checked per entry, not per change: a big unchanged tree reports nothing for a while.
       if (cancelled_ && cancelled_()) return Status(Code::kCanceled, "diff canceled");
-      int c = i == lnames.size() ? 1 : j == unames.size() ? -1 : lnames[i].compare(unames[j]);
-      if (c < 0) {
-        RETURN_IF_ERROR(Emit(ChangeKind::kDelete, nullptr, -1, lnames[i++]));
+      Frame& f = stack_.back();
+      const bool more = f.both ? f.i < f.lnames.size() || f.j < f.unames.size()
+                               : f.j < f.unames.size();
+      if (!more) {
+        RETURN_IF_ERROR(Pop());
         continue;
       }
-      if (c > 0) {
-        RETURN_IF_ERROR(Added(ufd, unames[j++]));
-        continue;
-      }
-      const std::string& name = unames[j];
-      ++i;
-      ++j;
-      ASSIGN_OR_RETURN(struct stat lst, Lstat(lfd, name));
-      ASSIGN_OR_RETURN(struct stat ust, Lstat(ufd, name));
-      ASSIGN_OR_RETURN(bool same, SameFile(lfd, name, lst, ufd, name, ust));
-      if (S_ISDIR(lst.st_mode) && S_ISDIR(ust.st_mode)) {
-        if (!same) RETURN_IF_ERROR(Emit(ChangeKind::kModify, &ust, ufd, name));
-        ASSIGN_OR_RETURN(UniqueFd l, OpenDir(lfd, name));
-        ASSIGN_OR_RETURN(UniqueFd u, OpenDir(ufd, name));
-        size_t len = Push(name);
-        RETURN_IF_ERROR(Both(l.get(), u.get()));
-        path_.resize(len);
-      } else if (same) {
-        if (!S_ISDIR(ust.st_mode) && ust.st_nlink > 1) {
-          RETURN_IF_ERROR(Emit(ChangeKind::kUnmodified, &ust, ufd, name));
-        }
+      if (f.both) {
+        RETURN_IF_ERROR(StepBoth(f));
       } else {
-        // A directory that became something else takes its children with it.
-        RETURN_IF_ERROR(Emit(ChangeKind::kModify, &ust, ufd, name));
-        if (S_ISDIR(ust.st_mode)) RETURN_IF_ERROR(AddChildren(ufd, name));
+        RETURN_IF_ERROR(Added(f.u.get(), f.unames[f.j++]));
       }
     }
     return Status::Ok();
   }
 
-  // `ufd` is the directory at path_, new in upper.
-  Status AddTree(int ufd) {
-    ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(ufd, Where()));
-    for (const std::string& name : names) RETURN_IF_ERROR(Added(ufd, name));
+ private:
+  struct Frame {
+    bool both = false;  // both trees have this directory; else it is new in upper
+    UniqueFd l, u;      // l unused when !both
+    dev_t ldev = 0, udev = 0;
+    ino_t lino = 0, uino = 0;
+    std::vector<std::string> lnames, unames;
+    size_t i = 0, j = 0;  // next in lnames, unames
+    size_t path_len = 0;  // path_ before this directory's name was appended
+  };
+
+  // One entry of a directory present on both sides. May push a frame (then `f` is stale).
+  Status StepBoth(Frame& f) {
+    int c = f.i == f.lnames.size()   ? 1
+            : f.j == f.unames.size() ? -1
+                                     : f.lnames[f.i].compare(f.unames[f.j]);
+    if (c < 0) return Emit(ChangeKind::kDelete, nullptr, -1, f.lnames[f.i++]);
+    if (c > 0) return Added(f.u.get(), f.unames[f.j++]);
+    const std::string name = f.unames[f.j];
+    ++f.i;
+    ++f.j;
+    const int lfd = f.l.get(), ufd = f.u.get();
+    ASSIGN_OR_RETURN(struct stat lst, Lstat(lfd, name));
+    ASSIGN_OR_RETURN(struct stat ust, Lstat(ufd, name));
+    ASSIGN_OR_RETURN(bool same, SameFile(lfd, name, lst, ufd, name, ust));
+    if (S_ISDIR(lst.st_mode) && S_ISDIR(ust.st_mode)) {
+      if (!same) RETURN_IF_ERROR(Emit(ChangeKind::kModify, &ust, ufd, name));
+      return PushDir(/*both=*/true, name);
+    }
+    if (same) {
+      if (!S_ISDIR(ust.st_mode) && ust.st_nlink > 1) {
+        return Emit(ChangeKind::kUnmodified, &ust, ufd, name);
+      }
+      return Status::Ok();
+    }
+    // A directory that became something else takes its children with it.
+    RETURN_IF_ERROR(Emit(ChangeKind::kModify, &ust, ufd, name));
+    if (S_ISDIR(ust.st_mode)) return PushDir(/*both=*/false, name);
     return Status::Ok();
   }
 
- private:
-  std::string Where() const { return path_.empty() ? "/" : path_; }
-
-  size_t Push(const std::string& name) {
+  // Appends "/name" to path_; a path longer than PATH_MAX is an error, as for containerd
+  // (its lstat fails with ENAMETOOLONG): no layer could name it, and it bounds the depth.
+  Result<size_t> Push(const std::string& name) {
     size_t len = path_.size();
+    if (len + 1 + name.size() >= PATH_MAX) {
+      return std::unexpected(InvalidArgument(
+          "lstat " + path_.substr(0, 64) + "...: file name too long (a path in the snapshot "
+          "is longer than " + std::to_string(PATH_MAX - 1) + " bytes)"));
+    }
     path_ += '/';
     path_ += name;
     return len;
   }
 
-  Status Added(int ufd, const std::string& name) {
-    ASSIGN_OR_RETURN(struct stat st, Lstat(ufd, name));
-    RETURN_IF_ERROR(Emit(ChangeKind::kAdd, &st, ufd, name));
-    if (S_ISDIR(st.st_mode)) RETURN_IF_ERROR(AddChildren(ufd, name));
+  // Descends into `name` of the top frame: both sides, or upper only (an added tree).
+  Status PushDir(bool both, const std::string& name) {
+    Frame& parent = stack_.back();
+    Frame child;
+    child.both = both;
+    ASSIGN_OR_RETURN(child.path_len, Push(name));
+    ASSIGN_OR_RETURN(child.u, OpenDir(parent.u.get(), name));
+    RETURN_IF_ERROR(Identify(child.u.get(), name, &child.udev, &child.uino));
+    if (both) {
+      ASSIGN_OR_RETURN(child.l, OpenDir(parent.l.get(), name));
+      RETURN_IF_ERROR(Identify(child.l.get(), name, &child.ldev, &child.lino));
+      ASSIGN_OR_RETURN(child.lnames, ReadNames(child.l.get(), path_));
+    }
+    ASSIGN_OR_RETURN(child.unames, ReadNames(child.u.get(), path_));
+    if (stack_.size() > kWalkOpenDirs) {
+      // The parent's upper fd comes back through the child's ".."; its lower one only when
+      // the child has a lower side to come back through.
+      parent.u.reset();
+      if (both) parent.l.reset();
+    }
+    stack_.push_back(std::move(child));
     return Status::Ok();
   }
 
-  Status AddChildren(int ufd, const std::string& name) {
-    ASSIGN_OR_RETURN(UniqueFd u, OpenDir(ufd, name));
-    size_t len = Push(name);
-    RETURN_IF_ERROR(AddTree(u.get()));
-    path_.resize(len);
+  Status Pop() {
+    Frame& top = stack_.back();
+    if (stack_.size() > 1) {
+      Frame& parent = stack_[stack_.size() - 2];
+      if (!parent.u.valid()) {
+        ASSIGN_OR_RETURN(parent.u, ReopenParent(top.u.get(), parent.udev, parent.uino));
+      }
+      if (parent.both && !parent.l.valid()) {
+        ASSIGN_OR_RETURN(parent.l, ReopenParent(top.l.get(), parent.ldev, parent.lino));
+      }
+    }
+    path_.resize(top.path_len);
+    stack_.pop_back();
+    return Status::Ok();
+  }
+
+  static Status Identify(int fd, const std::string& name, dev_t* dev, ino_t* ino) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return StatusFromErrno(errno, "fstat " + name);
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return Status::Ok();
+  }
+
+  Status Added(int ufd, const std::string& name) {
+    ASSIGN_OR_RETURN(struct stat st, Lstat(ufd, name));
+    RETURN_IF_ERROR(Emit(ChangeKind::kAdd, &st, ufd, name));
+    if (S_ISDIR(st.st_mode)) return PushDir(/*both=*/false, name);
     return Status::Ok();
   }
 
   Status Emit(ChangeKind kind, const struct stat* st, int dirfd, const std::string& name) {
     if (cancelled_ && cancelled_()) return Status(Code::kCanceled, "diff canceled");
-    size_t len = Push(name);
+    ASSIGN_OR_RETURN(size_t len, Push(name));
     Change c{.kind = kind, .path = path_, .st = st, .dirfd = dirfd, .name = name};
     Status s = fn_(c);
     path_.resize(len);
@@ -222,6 +289,7 @@ class Walker {
 
   const ChangeFn& fn_;
   const CancelFn& cancelled_;
+  std::vector<Frame> stack_;
   std::string path_;  // the directory being walked: "" for the root, else "/a/b"
 };
 
@@ -292,7 +360,7 @@ Status Changes(const std::string& lower, const std::string& upper, const ChangeF
   ASSIGN_OR_RETURN(UniqueFd l, OpenRoot(lower));
   ASSIGN_OR_RETURN(UniqueFd u, OpenRoot(upper));
   Walker w(fn, cancelled);
-  return w.Both(l.get(), u.get());
+  return w.Run(std::move(l), std::move(u));
 }
 
 }  // namespace berth::diff

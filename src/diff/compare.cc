@@ -257,21 +257,35 @@ class LayerWriter {
     return Status::Ok();
   }
 
-  // Writes the parent directory of `h` (and, first, its own parents) unless written already.
+  // Writes the parent directories of `h` not written yet, outermost first. A loop, not
+  // recursion through Entry: the chain is as long as the tree is deep. The first missing
+  // ancestor is opened from the root, each next one from the one before (O(depth) opens).
   Status IncludeParents(const TarHeader& h) {
     std::string name = h.name;
     while (!name.empty() && name.back() == '/') name.pop_back();
-    size_t slash = name.rfind('/');
-    if (slash != std::string::npos) {
-      std::string parent = name.substr(0, slash);
-      if (added_dirs_.insert(parent).second) {
-        ASSIGN_OR_RETURN(UniqueFd fd, OpenDirBeneath(upper_root_, parent));
-        struct stat st;
-        if (::fstat(fd.get(), &st) != 0) {
-          return StatusFromErrno(errno, "stat " + parent);
-        }
-        RETURN_IF_ERROR(Entry(ChangeKind::kModify, parent, st, fd.get(), "."));
+    std::vector<std::string> missing;  // innermost first
+    for (std::string p = name;;) {
+      size_t slash = p.rfind('/');
+      if (slash == std::string::npos) break;
+      p.resize(slash);
+      if (added_dirs_.contains(p)) break;
+      missing.push_back(p);
+    }
+    UniqueFd cur;
+    for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+      const std::string& parent = *it;
+      if (!cur.valid()) {
+        ASSIGN_OR_RETURN(cur, OpenDirBeneath(upper_root_, parent));
+      } else {
+        std::string base = parent.substr(parent.rfind('/') + 1);
+        int fd = ::openat(cur.get(), base.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) return StatusFromErrno(errno, "open " + parent);
+        cur = UniqueFd(fd);
       }
+      struct stat st;
+      if (::fstat(cur.get(), &st) != 0) return StatusFromErrno(errno, "stat " + parent);
+      added_dirs_.insert(parent);  // before Entry: its own IncludeParents finds it written
+      RETURN_IF_ERROR(Entry(ChangeKind::kModify, parent, st, cur.get(), "."));
     }
     if (h.type == '5') added_dirs_.insert(name);
     return Status::Ok();

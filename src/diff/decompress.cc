@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include <isa-l/igzip_lib.h>
@@ -155,10 +156,56 @@ class ZstdReader final : public Decompressor {
   bool frame_done_ = true;
 };
 
+// Fails the stream once it produces more than `limit` bytes: one bound for every decompressor.
+class BoundedReader final : public Decompressor {
+ public:
+  BoundedReader(std::unique_ptr<Decompressor> d, std::string_view kind, int64_t compressed,
+                uint64_t ratio)
+      : d_(std::move(d)),
+        kind_(kind),
+        compressed_(compressed),
+        ratio_(ratio),
+        limit_(MaxDecompressedSize(compressed, ratio)) {}
+  Result<size_t> Read(char* buf, size_t n) override {
+    if (limit_ == INT64_MAX) return d_->Read(buf, n);  // bound turned off
+    // Ask for one byte past the limit at most, so reaching it exactly is still fine.
+    const int64_t room = limit_ - total_ + 1;
+    if (room <= 0) return std::unexpected(TooBig());
+    ASSIGN_OR_RETURN(size_t got, d_->Read(buf, std::min<size_t>(n, static_cast<size_t>(room))));
+    total_ += static_cast<int64_t>(got);
+    if (total_ > limit_) return std::unexpected(TooBig());
+    return got;
+  }
+
+ private:
+  Status TooBig() const {
+    return InvalidArgument(std::string(kind_) + " layer of " + std::to_string(compressed_) +
+                           " bytes decompresses to more than " + std::to_string(limit_) +
+                           " bytes (max_expansion_ratio " + std::to_string(ratio_) +
+                           " in berthd's [diff] config)");
+  }
+
+  std::unique_ptr<Decompressor> d_;
+  std::string_view kind_;
+  int64_t compressed_;
+  uint64_t ratio_;
+  int64_t limit_;
+  int64_t total_ = 0;
+};
+
 }  // namespace
 
+int64_t MaxDecompressedSize(int64_t compressed_size, uint64_t ratio) {
+  if (ratio == 0) return INT64_MAX;
+  const uint64_t size = compressed_size > 0 ? static_cast<uint64_t>(compressed_size) : 0;
+  uint64_t limit = size > static_cast<uint64_t>(INT64_MAX) / ratio ? INT64_MAX : size * ratio;
+  limit = std::max(limit, kMinExpansionBytes);
+  return static_cast<int64_t>(std::min<uint64_t>(limit, INT64_MAX));
+}
+
 Result<std::unique_ptr<Decompressor>> OpenDecompressor(content::ReaderAt& blob,
-                                                       Compression* detected) {
+                                                       Compression* detected,
+                                                       uint64_t max_expansion_ratio) {
   std::string magic(4, '\0');
   size_t have = 0;
   while (have < magic.size()) {
@@ -171,11 +218,13 @@ Result<std::unique_ptr<Decompressor>> OpenDecompressor(content::ReaderAt& blob,
   BlobSource src(blob, magic);
   if (magic.starts_with("\x1f\x8b")) {
     *detected = Compression::kGzip;
-    return std::make_unique<GzipReader>(std::move(src));
+    return std::make_unique<BoundedReader>(std::make_unique<GzipReader>(std::move(src)), "gzip",
+                                           blob.Size(), max_expansion_ratio);
   }
   if (magic.starts_with("\x28\xb5\x2f\xfd")) {
     *detected = Compression::kZstd;
-    return std::make_unique<ZstdReader>(std::move(src));
+    return std::make_unique<BoundedReader>(std::make_unique<ZstdReader>(std::move(src)), "zstd",
+                                           blob.Size(), max_expansion_ratio);
   }
   *detected = Compression::kNone;
   return std::make_unique<PlainReader>(std::move(src));

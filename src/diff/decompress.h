@@ -32,9 +32,25 @@ class Decompressor {
   virtual Result<size_t> Read(char* buf, size_t n) = 0;
 };
 
+// The expansion bound (T7): a compressed blob may decompress to at most
+// max(ratio × its size, kMinExpansionBytes) bytes; past that the read fails with
+// InvalidArgument. Without it a 67 KB zstd layer (zstd has no inherent ratio limit) writes
+// 2 GiB. Deflate cannot expand more than ~1032:1, so the default ratio never limits a valid
+// gzip stream; a lower configured ratio limits gzip and zstd alike. The floor keeps small
+// legitimate layers of very compressible data (a zstd frame of zeros) working. Configured by
+// [diff] max_expansion_ratio in berthd's config; 0 turns the bound off.
+inline constexpr uint64_t kDefaultMaxExpansionRatio = 1100;
+inline constexpr uint64_t kMinExpansionBytes = 64ull << 20;
+
+// The decompressed size a compressed blob of `compressed_size` bytes may reach under `ratio`
+// (0 = unbounded: INT64_MAX).
+int64_t MaxDecompressedSize(int64_t compressed_size, uint64_t ratio);
+
 // Opens `blob` for sequential decompressed reads; `*detected` says what the magic was.
-Result<std::unique_ptr<Decompressor>> OpenDecompressor(content::ReaderAt& blob,
-                                                       Compression* detected);
+// A compressed blob is bounded by `max_expansion_ratio` (see above); a plain one by its size.
+Result<std::unique_ptr<Decompressor>> OpenDecompressor(
+    content::ReaderAt& blob, Compression* detected,
+    uint64_t max_expansion_ratio = kDefaultMaxExpansionRatio);
 
 // Reads a Decompressor to its end on a background thread, in chunks, a few ahead of the
 // consumer, hashing as it goes. One consumer thread calls Next(); destroying the object stops

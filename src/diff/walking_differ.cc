@@ -53,6 +53,7 @@ Result<Descriptor> WalkingDiffer::Apply(const Ctx& ctx, const Descriptor& layer,
 
   std::string target;
   ApplyOptions opts;
+  opts.max_expansion_ratio = max_expansion_ratio_;
   std::unique_ptr<TempMount> tmp;
   std::string upper = mounts.size() == 1 && mounts[0].type == "overlay"
                           ? MountOptionValue(mounts[0], "upperdir")

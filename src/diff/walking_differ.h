@@ -19,10 +19,12 @@
 // gains that one. Media types: ...tar, +gzip, +zstd; others are Unimplemented.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "content/content.h"
+#include "diff/decompress.h"
 #include "diff/differ.h"
 
 namespace berth::diff {
@@ -33,8 +35,12 @@ inline constexpr char kUncompressedLabel[] = "containerd.io/uncompressed";
 class WalkingDiffer final : public Applier, public Comparer {
  public:
   // `tmp_base`: where temporary mount points are made (created on demand, 0700).
-  WalkingDiffer(content::NamespacedStore& content, std::string tmp_base)
-      : content_(content), tmp_base_(std::move(tmp_base)) {}
+  // `max_expansion_ratio`: the decompression bound for layers (diff/decompress.h; 0 = none).
+  WalkingDiffer(content::NamespacedStore& content, std::string tmp_base,
+                uint64_t max_expansion_ratio = kDefaultMaxExpansionRatio)
+      : content_(content),
+        tmp_base_(std::move(tmp_base)),
+        max_expansion_ratio_(max_expansion_ratio) {}
 
   Result<Descriptor> Apply(const Ctx& ctx, const Descriptor& layer,
                            const std::vector<Mount>& mounts) override;
@@ -45,6 +51,7 @@ class WalkingDiffer final : public Applier, public Comparer {
  private:
   content::NamespacedStore& content_;
   std::string tmp_base_;
+  uint64_t max_expansion_ratio_;
 };
 
 }  // namespace berth::diff

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "common/mountinfo.h"
+#include "common/fs.h"
 
 extern char** environ;
 
@@ -32,27 +33,24 @@ std::string_view KindName(Kind kind) {
 }
 
 Result<Usage> DiskUsage(const std::string& path) {
+  // An fd-relative iterative walk (common/fs.h): a container decides how deep its snapshot
+  // is, so no recursion, no full paths (they pass PATH_MAX) and no fd per level.
   Usage u;
   std::set<std::pair<dev_t, ino_t>> seen;
-  auto account = [&](const std::string& p) -> Status {
-    struct stat st;
-    if (::lstat(p.c_str(), &st) != 0) {
-      if (errno == ENOENT) return Status::Ok();  // vanished while we walked
-      return StatusFromErrno(errno, "lstat " + p);
-    }
+  auto account = [&](const struct stat& st) {
     if (seen.insert({st.st_dev, st.st_ino}).second) {
       u.size += static_cast<int64_t>(st.st_blocks) * 512;
     }
-    return Status::Ok();
   };
-  RETURN_IF_ERROR(account(path));
-  std::error_code ec;
-  stdfs::recursive_directory_iterator it(path, stdfs::directory_options::none, ec), end;
-  if (ec) return std::unexpected(StatusFromErrno(ec.value(), "walk " + path));
-  for (; it != end; it.increment(ec)) {
-    if (ec) return std::unexpected(StatusFromErrno(ec.value(), "walk " + path));
-    RETURN_IF_ERROR(account(it->path().string()));
-  }
+  UniqueFd root(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return std::unexpected(StatusFromErrno(errno, "walk " + path));
+  struct stat st;
+  if (::fstat(root.get(), &st) != 0) return std::unexpected(StatusFromErrno(errno, "stat " + path));
+  account(st);
+  RETURN_IF_ERROR(WalkTreeAt(root.get(), [&](const WalkEntry& e) -> Result<bool> {
+                    account(e.st);
+                    return true;
+                  }).Wrap("walk " + path));
   u.inodes = static_cast<int64_t>(seen.size());
   return u;
 }
@@ -85,10 +83,9 @@ Status RenameAndRemove(const std::string& path, const std::string& dir, int64_t 
     if (errno == ENOENT) return Status::Ok();
     return StatusFromErrno(errno, "rename " + path);
   }
-  std::error_code ec;
-  stdfs::remove_all(doomed, ec);
-  if (ec) return StatusFromErrno(ec.value(), "remove " + doomed);
-  return Status::Ok();
+  // Iterative, fd-bounded and unbounded in depth: GC must be able to remove whatever a
+  // container or a layer built, or the directory stays behind as rm-<id> for good.
+  return RemoveAll(doomed);
 }
 
 Status CopyTree(const std::string& src, const std::string& dst) {

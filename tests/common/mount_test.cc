@@ -2,6 +2,7 @@
 #include "common/mount.h"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -106,6 +107,57 @@ TEST_F(TempMountTest, OverlayWithOptionsLongerThanAPage) {
   for (int i = 0; i < 120; ++i) {
     EXPECT_TRUE(fs::exists((*t)->dir() + "/f" + std::to_string(i))) << i;
   }
+}
+
+}  // namespace
+}  // namespace berth
+
+namespace berth {
+namespace {
+
+bool MountedAt(const std::string& dir) {
+  std::ifstream mi("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mi, line)) {
+    if (line.find(" " + dir + " ") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Issue 12 item 6: what a killed daemon left under <root>/tmpmounts is unmounted (nested
+// mounts first) and its directories removed; a directory that is not empty once unmounted
+// is kept (rmdir only: a sweep never deletes data).
+TEST_F(TempMountTest, CleanupTempMountsUnmountsAndRemovesWhatACrashLeft) {
+  const std::string base = tmp_ + "/tmpmounts";
+  fs::create_directories(base + "/diff-upper-AAAAAA");
+  fs::create_directories(base + "/diff-lower-BBBBBB");
+  fs::create_directories(base + "/apply-CCCCCC");  // made, never mounted
+  fs::create_directories(base + "/stray");
+  std::ofstream(base + "/stray/data") << "kept";
+  ASSERT_EQ(::mount(nullptr, (base + "/diff-upper-AAAAAA").c_str(), "tmpfs", 0, "size=1m"), 0);
+  fs::create_directories(base + "/diff-upper-AAAAAA/inner");
+  ASSERT_EQ(::mount((tmp_ + "/src").c_str(), (base + "/diff-upper-AAAAAA/inner").c_str(), nullptr,
+                    MS_BIND, nullptr),
+            0);
+  ASSERT_EQ(::mount((tmp_ + "/src").c_str(), (base + "/diff-lower-BBBBBB").c_str(), nullptr,
+                    MS_BIND | MS_RDONLY, nullptr),
+            0);
+
+  auto n = CleanupTempMounts(base);
+  ASSERT_TRUE(n.has_value()) << n.error().ToString();
+  EXPECT_EQ(*n, 3);
+  EXPECT_FALSE(MountedAt(base + "/diff-upper-AAAAAA"));
+  EXPECT_FALSE(MountedAt(base + "/diff-upper-AAAAAA/inner"));
+  EXPECT_FALSE(MountedAt(base + "/diff-lower-BBBBBB"));
+  EXPECT_FALSE(fs::exists(base + "/diff-upper-AAAAAA"));
+  EXPECT_FALSE(fs::exists(base + "/diff-lower-BBBBBB"));
+  EXPECT_FALSE(fs::exists(base + "/apply-CCCCCC"));
+  EXPECT_TRUE(fs::exists(base + "/stray/data")) << "never removes content";
+  EXPECT_TRUE(fs::exists(tmp_ + "/src/f")) << "the bind source is untouched";
+
+  // Nothing there (or no base at all): no error.
+  EXPECT_EQ(CleanupTempMounts(base).value_or(-1), 0);
+  EXPECT_EQ(CleanupTempMounts(tmp_ + "/none").value_or(-1), 0);
 }
 
 }  // namespace

@@ -96,3 +96,29 @@ binary = "/opt/berth/shim"
 
 }  // namespace
 }  // namespace berth::daemon
+
+namespace berth::daemon {
+namespace {
+
+// Issue 12 item 5: one decompression bound for every layer compression.
+TEST_F(ConfigTest, DiffMaxExpansionRatio) {
+  auto cfg = LoadConfig(dir_ + "/absent.toml");
+  ASSERT_TRUE(cfg);
+  EXPECT_EQ(cfg->max_expansion_ratio, 1100u);
+  Write("version = 1\n[diff]\nmax_expansion_ratio = 0\n");
+  cfg = LoadConfig(path_);
+  ASSERT_TRUE(cfg) << cfg.error().ToString();
+  EXPECT_EQ(cfg->max_expansion_ratio, 0u);
+  Write("version = 1\n[diff]\nmax_expansion_ratio = -1\n");
+  cfg = LoadConfig(path_);
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.error().message().find("max_expansion_ratio"), std::string::npos);
+  Write("version = 1\n[diff]\nmax_expansion = 5\n");
+  cfg = LoadConfig(path_);
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.error().message().find("unknown key diff.max_expansion"), std::string::npos)
+      << cfg.error().ToString();
+}
+
+}  // namespace
+}  // namespace berth::daemon

@@ -17,6 +17,8 @@
 #include <sstream>
 #include <string>
 
+#include "../common/deep_tree.h"
+#include "common/fs.h"
 #include "content/digest.h"
 #include "string_reader.h"
 
@@ -697,6 +699,141 @@ TEST_F(DiffApplyTest, EmptyBlobIsAnEmptyLayer) {
   auto r = Apply(Tar().Finish());
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   EXPECT_EQ(r->size, 1024);
+}
+
+}  // namespace
+}  // namespace berth::diff
+
+namespace berth::diff {
+namespace {
+
+// A layer building a tree `segments` × `per` directories deep with every tar name shorter
+// than PATH_MAX (issue 12 item 1): each segment starts at a symlink to the bottom of the one
+// before ("s1" -> "top/d/…/d", "s2" -> "s1/d/…/d", …) and adds one directory entry per level.
+// Then, when `whiteout`, it whites out "top", which has to remove the whole depth.
+std::string DeepLayer(int segments, int per, bool whiteout) {
+  Tar t;
+  t.Dir("top");
+  std::string base = "top";
+  for (int s = 0; s < segments; ++s) {
+    std::string path = base;
+    for (int i = 0; i < per; ++i) {
+      path += "/d";
+      t.Dir(path);
+    }
+    std::string link = "s" + std::to_string(s + 1);
+    t.Symlink(link, path);
+    base = link;
+  }
+  t.File(base + "/bottom", "x");
+  if (whiteout) t.File(".wh.top", "");
+  return Gzip(t.Finish());
+}
+
+class DeepLayerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (chown)";
+    tmp_ = berth::testing::DeepTreeTempDir("berth-deep-apply");
+    ASSERT_FALSE(tmp_.empty());
+    root_ = tmp_ + "/root";
+    ASSERT_EQ(::mkdir(root_.c_str(), 0755), 0);
+  }
+  void TearDown() override {
+    if (!tmp_.empty()) {
+      EXPECT_TRUE(RemoveAll(tmp_).ok());
+    }
+  }
+  // Applies on a thread with a 512 KiB stack: the recursive remover needed ~250 bytes a level.
+  Result<ApplyResult> ApplySmallStack(const std::string& gz) {
+    Result<ApplyResult> r = std::unexpected(Internal("not run"));
+    berth::testing::RunOnSmallStack(512 << 10, [&] {
+      StringReader reader(gz);
+      r = ApplyLayer(reader, kTarGz, root_);
+    });
+    return r;
+  }
+  bool Exists(const std::string& rel) {
+    struct stat st;
+    return ::lstat((root_ + "/" + rel).c_str(), &st) == 0;
+  }
+  std::string tmp_, root_;
+};
+
+// 3,000 levels (deeper than any tar name reaches) whited out: removed, without recursion.
+TEST_F(DeepLayerTest, WhiteoutOfATreeDeeperThanPathMaxRemovesIt) {
+  auto r = ApplySmallStack(DeepLayer(2, 1500, /*whiteout=*/true));
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_FALSE(Exists("top"));
+  EXPECT_TRUE(Exists("s2")) << "the (now dangling) symlinks stay";
+}
+
+// Deeper than the bound: a clear InvalidArgument, the daemon's thread survives, and the tree
+// can still be removed (by the snapshot's removal, which has no bound).
+TEST_F(DeepLayerTest, WhiteoutDeeperThanTheBoundIsInvalidArgument) {
+  const int per = 1500, segments = static_cast<int>(kMaxRemoveDepth) / per + 1;
+  auto r = ApplySmallStack(DeepLayer(segments, per, /*whiteout=*/true));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("deeper than " + std::to_string(kMaxRemoveDepth)),
+            std::string::npos)
+      << r.error().ToString();
+  ASSERT_TRUE(RemoveAll(root_ + "/top").ok());
+  EXPECT_FALSE(Exists("top"));
+}
+
+// An entry replacing the deep directory removes it the same way; so does an opaque marker in
+// its parent (naive mode).
+TEST_F(DeepLayerTest, ReplacingOrOpaqueingADeepTreeRemovesIt) {
+  std::string gz = DeepLayer(2, 1500, /*whiteout=*/false);
+  ASSERT_TRUE(ApplySmallStack(gz).has_value());
+  ASSERT_TRUE(Exists("s2/bottom"));
+  auto r = ApplySmallStack(Gzip(Tar().File("top", "now a file").Finish()));
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  struct stat st;
+  ASSERT_EQ(::lstat((root_ + "/top").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+
+  ASSERT_TRUE(ApplySmallStack(Gzip(Tar().File("top", "").Finish())).has_value());
+  ASSERT_EQ(::unlink((root_ + "/top").c_str()), 0);
+  ASSERT_TRUE(ApplySmallStack(gz).has_value());
+  r = ApplySmallStack(Gzip(Tar().Dir("keep").File(".wh..wh..opq", "").Finish()));
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_FALSE(Exists("top"));
+  EXPECT_TRUE(Exists("keep"));
+}
+
+// Item 5: one expansion bound for every decompressor. A 70 MiB file of zeros is a few KB of
+// zstd: past max(1100 × size, 64 MiB) it fails with InvalidArgument before writing it all.
+TEST_F(DiffApplyTest, ZstdExpansionIsBounded) {
+  std::string tar = Tar().File("zeros", std::string(70 << 20, '\0')).Finish();
+  std::string zs = Zstd(tar);
+  ASSERT_LT(zs.size(), 64u << 10);
+  auto r = Apply(zs, kTarZst);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("max_expansion_ratio"), std::string::npos)
+      << r.error().ToString();
+  // The same setting serves gzip: deflate's own ~1032:1 passes the default ratio, a lower
+  // configured ratio stops it too.
+  std::string gz = Gzip(tar);
+  StringReader low(gz);
+  r = ApplyLayer(low, kTarGz, root_, ApplyOptions{.max_expansion_ratio = 100});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
+  ASSERT_TRUE(RemoveAll(In("zeros")).ok());
+  // Turned off (0), zstd is unbounded again.
+  StringReader off(zs);
+  r = ApplyLayer(off, kTarZst, root_, ApplyOptions{.max_expansion_ratio = 0});
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->size, static_cast<int64_t>(tar.size()));
+}
+
+TEST(MaxDecompressedSize, RatioFloorAndOff) {
+  EXPECT_EQ(MaxDecompressedSize(1 << 20, 1100), int64_t{1100} << 20);
+  EXPECT_EQ(MaxDecompressedSize(1000, 1100), static_cast<int64_t>(kMinExpansionBytes));
+  EXPECT_EQ(MaxDecompressedSize(1 << 20, 0), INT64_MAX);
+  EXPECT_EQ(MaxDecompressedSize(INT64_MAX / 2, 1100), INT64_MAX);
 }
 
 }  // namespace

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "../common/deep_tree.h"
+#include "common/fs.h"
 #include "common/mount.h"
 #include "content/digest.h"
 #include "string_reader.h"
@@ -697,6 +699,90 @@ TEST_F(DiffCompareTest, OverlayUpperMountedReadOnly) {
   ASSERT_TRUE(ApplyLayer(rd, kTar, target_.root).has_value());
   auto got = Describe(target_.root);
   EXPECT_EQ(got, want) << DescribeDiff(got, want);
+}
+
+}  // namespace
+}  // namespace berth::diff
+
+namespace berth::diff {
+namespace {
+
+// Issue 12 item 2: trees a container builds as deep as it likes. The walk is iterative and
+// fd-bounded; a path past PATH_MAX is an error (containerd: "file name too long"), not a crash.
+class DeepDiffTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    tmp_ = berth::testing::DeepTreeTempDir("berth-deep-diff");
+    ASSERT_FALSE(tmp_.empty());
+    for (const char* d : {"lower", "upper", "target"}) {
+      ASSERT_EQ(::mkdir((tmp_ + "/" + d).c_str(), 0755), 0);
+    }
+  }
+  void TearDown() override {
+    if (tmp_.empty()) return;
+    EXPECT_TRUE(RemoveAll(tmp_).ok());
+  }
+  Result<DiffResult> DiffOnSmallStack(std::string* out) {
+    Result<DiffResult> r = std::unexpected(Internal("not run"));
+    berth::testing::RunOnSmallStack(256 << 10, [&] {
+      r = WriteDiff(tmp_ + "/lower", tmp_ + "/upper", [&](std::string_view b) {
+        out->append(b);
+        return Status::Ok();
+      }, DiffOptions{.compression = Compression::kNone, .whiteout_time = kWhiteoutTime});
+    });
+    return r;
+  }
+  std::string tmp_;
+};
+
+TEST_F(DeepDiffTest, TreeDeeperThanPathMaxIsAnErrorNotACrash) {
+  ASSERT_NO_FATAL_FAILURE(berth::testing::MakeDeepTree(tmp_ + "/upper", 11000));
+  std::string out;
+  auto r = DiffOnSmallStack(&out);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("file name too long"), std::string::npos)
+      << r.error().ToString();
+  // The same from the other side: a deep tree deleted.
+  ASSERT_EQ(::rename((tmp_ + "/upper/d").c_str(), (tmp_ + "/lower/d").c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(berth::testing::MakeDeepTree(tmp_ + "/upper", 11000, "d", false));
+  Status s;
+  berth::testing::RunOnSmallStack(256 << 10, [&] {
+    s = Changes(tmp_ + "/lower", tmp_ + "/upper", [](const Change&) { return Status::Ok(); });
+  });
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+}
+
+// 1,800 levels (within PATH_MAX) on both sides, a file deleted at the bottom: the walk goes
+// down with a few fds and a small stack, and the whiteout brings its 1,800 unchanged parents
+// along (written in a loop, not by recursion). The layer then applies.
+TEST_F(DeepDiffTest, DeepButNameableTreeDiffsWithFewFdsAndLittleStack) {
+  constexpr int kDepth = 1800;
+  for (const char* side : {"lower", "upper", "target"}) {
+    ASSERT_NO_FATAL_FAILURE(
+        berth::testing::MakeDeepTree(tmp_ + "/" + side, kDepth, "d", std::string(side) != "upper"));
+  }
+  std::string tar;
+  Result<DiffResult> r = std::unexpected(Internal("not run"));
+  {
+    berth::testing::ScopedFdLimit limit(256);
+    r = DiffOnSmallStack(&tar);
+  }
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  std::vector<Entry> entries = ListTar(tar);
+  ASSERT_EQ(entries.size(), size_t{kDepth + 1});
+  std::string want;
+  for (int i = 0; i < kDepth; ++i) want += "d/";
+  EXPECT_EQ(entries.front().name, "d/");
+  EXPECT_EQ(entries.back().name, want + ".wh.f");
+
+  StringReader reader(tar);
+  auto applied = ApplyLayer(reader, kTar, tmp_ + "/target");
+  ASSERT_TRUE(applied.has_value()) << applied.error().ToString();
+  struct stat st;
+  EXPECT_NE(::lstat((tmp_ + "/target/" + want + "f").c_str(), &st), 0) << "whiteout applied";
+  EXPECT_EQ(::lstat((tmp_ + "/target/" + want).c_str(), &st), 0);
 }
 
 }  // namespace

@@ -11,8 +11,11 @@
 #include <fstream>
 #include <memory>
 
+#include "../common/deep_tree.h"
+#include "common/fs.h"
 #include "metadata/db.h"
 #include "metadata/gc.h"
+#include "snapshots/fs_util.h"
 #include "metadata/snapshot_store.h"
 #include "snapshots/native/native.h"
 #include "snapshots/overlay/overlay.h"
@@ -338,6 +341,37 @@ TEST_P(SnapshotterTest, RealMountWorks) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Both, SnapshotterTest, ::testing::Values("overlayfs", "native"));
+
+}  // namespace
+}  // namespace berth::snapshots
+
+namespace berth::snapshots {
+namespace {
+
+// Issue 12 items 2 and 8: a container's snapshot can be deeper than any path can name. Usage
+// walks it and removal takes it, with a few fds (a 20,000-level tree used to end in EMFILE or
+// ENAMETOOLONG and stay behind as rm-<id>).
+TEST(DeepSnapshotTree, UsageAndRemovalTakeAnyDepth) {
+  const std::string tmp = berth::testing::DeepTreeTempDir("berth-deep-snap");
+  ASSERT_FALSE(tmp.empty());
+  const std::string dir = tmp + "/7";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  constexpr int kDepth = 20000;
+  ASSERT_NO_FATAL_FAILURE(berth::testing::MakeDeepTree(dir, kDepth));
+  {
+    berth::testing::ScopedFdLimit limit(256);
+    Result<Usage> u = std::unexpected(Internal("not run"));
+    berth::testing::RunOnSmallStack(128 << 10, [&] { u = DiskUsage(dir); });
+    ASSERT_TRUE(u.has_value()) << u.error().ToString();
+    EXPECT_EQ(u->inodes, kDepth + 2);  // the root, every level, the file
+    EXPECT_GT(u->size, 0);
+    Status s;
+    berth::testing::RunOnSmallStack(128 << 10, [&] { s = RenameAndRemove(dir, tmp, 7); });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(tmp)) << "nothing left as rm-7";
+  EXPECT_TRUE(RemoveAll(tmp).ok());
+}
 
 }  // namespace
 }  // namespace berth::snapshots
