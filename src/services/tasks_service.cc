@@ -64,8 +64,11 @@ grpc::Status TasksService::Create(grpc::ServerContext* ctx, const tv1::CreateTas
     if (c->spec) o.spec = c->spec->value;
     if (req->has_options()) {
       o.options = tasks::AnyBytes{req->options().type_url(), req->options().value()};
-    } else if (c->runtime_options) {
+    } else if (c->runtime_options && o.runtime != tasks::kRuntimeV1Linux) {
       o.options = tasks::AnyBytes{c->runtime_options->type_url, c->runtime_options->value};
+    }
+    if (c->runtime_options && o.runtime == tasks::kRuntimeV1Linux) {
+      o.start_options = tasks::AnyBytes{c->runtime_options->type_url, c->runtime_options->value};
     }
     o.rootfs.assign(req->rootfs().begin(), req->rootfs().end());
     o.stdin_path = req->stdin();

@@ -54,10 +54,14 @@ struct ManagerConfig {
   std::map<std::string, std::string> binaries;
 };
 
-// Our shim, and the runtime names it serves unless the config maps them elsewhere.
+// Our shim, and the runtime names it serves unless the config maps them elsewhere. containerd
+// 1.6 still serves runtime v1 (`io.containerd.runtime.v1.linux`, containerd-shim driving runc
+// with containerd.linux.runc.RuncOptions); we serve it through our v2 shim, which reads those
+// options.
 inline constexpr char kOwnShimName[] = "containerd-shim-berth-v2";
+inline constexpr char kRuntimeV1Linux[] = "io.containerd.runtime.v1.linux";
 inline constexpr const char* kOwnShimRuntimes[] = {"io.containerd.runc.v2",
-                                                    "io.containerd.berth.v2"};
+                                                    "io.containerd.berth.v2", kRuntimeV1Linux};
 
 struct AnyBytes {
   std::string type_url;
@@ -70,6 +74,9 @@ struct CreateOptions {
   std::string runtime;              // runtime name or absolute shim path
   std::string spec;                 // config.json bytes
   std::optional<AnyBytes> options;  // runtime options (shim stdin and Task.Create options)
+  // Set for runtime v1: `start` gets these (the container's RuncOptions) on stdin and
+  // Task.Create gets `options` (the request's CreateOptions) — containerd's v1 split.
+  std::optional<AnyBytes> start_options;
   std::vector<containerd::types::Mount> rootfs;
   std::string stdin_path, stdout_path, stderr_path;
   bool terminal = false;
