@@ -3,14 +3,17 @@
 #  1. median latency of `ctr run --rm IMG id true` over RUNS runs (after 2 warm-ups), each
 #     daemon with its io.containerd.runc.v2 runtime, runs alternating between the daemons;
 #     then the same with crun (`--runc-binary`);
-#  2. with CONTAINERS `ctr run -d IMG id sleep 1000` running: daemon RSS and the sum of the
+#  2. daemon CPU (utime+stime) for CPU_PAR (20) parallel `ctr run -d`, median of CPU_ROUNDS (3)
+#     rounds per daemon (TASKS_CPU_ONLY=1 stops after this);
+#  3. with CONTAINERS `ctr run -d IMG id sleep 1000` running: daemon RSS and the sum of the
 #     shims' RSS (and PSS) per daemon.
 # Prints berthd/containerd ratios. Not a test.
 #   bench/tasks.sh [RUNS=20] [CONTAINERS=50]
 # Env: BERTH_SHIM = the shim berthd runs for io.containerd.runc.v2 (default: "default" =
 #   berthd's own mapping, our containerd-shim-berth-v2 next to berthd; or a shim path such as
 #   /usr/bin/containerd-shim-runc-v2);
-#   CRUN=/usr/bin/crun ("" skips the crun series).
+#   CRUN=/usr/bin/crun ("" skips the crun series);
+#   CPU_PAR, CPU_ROUNDS (section 2); CPU_PERF=FILE records berthd's rounds with perf (FILE.<round>).
 # Isolation: the script re-executes itself in a private mount namespace with a fresh tmpfs on
 # /run, so both daemons, the shims (their sockets: /run/containerd/s, /run/berth/s), runc/crun
 # state and every rootfs mount live and die there; roots, sockets and FIFOs are under a temp dir.
@@ -139,6 +142,54 @@ echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg); runs=$RUNS co
 echo "# berthd $($BERTHD --version 2>/dev/null | head -1 || echo ?) io.containerd.runc.v2 → ${BERTH_SHIM}"
 echo "# containerd $(containerd --version | awk '{print $3}') io.containerd.runc.v2 → $(command -v containerd-shim-runc-v2)"
 echo "# runc $(runc --version | head -1 | awk '{print $3}')${CRUN:+, crun $($CRUN --version | head -1 | awk '{print $3}')}"
+
+# ---- daemon CPU per container: CPU_PAR parallel `ctr run -d` (sleep), CPU_ROUNDS rounds per
+# daemon, alternating; utime+stime of the daemon process from /proc/<pid>/stat before/after each
+# round (children's CPU, e.g. shim `start` commands the daemon waited for, shown apart). The
+# containers are removed between rounds (not measured). Median round; ratio berthd/containerd.
+CPU_PAR=${CPU_PAR:-20}
+CPU_ROUNDS=${CPU_ROUNDS:-3}
+cpu_ticks() { awk '{print $14 + $15, $16 + $17}' "/proc/$1/stat"; }  # self, waited-for children
+cpu_round() {  # sock tag pid round → "self_ms children_ms"
+  local sock=$1 tag=$2 pid=$3 round=$4 i s0 c0 s1 c1 hz failed=0 p pids=()
+  hz=$(getconf CLK_TCK)
+  local perf_pid=
+  if [[ -n ${CPU_PERF:-} && $tag == berth ]]; then  # profile berthd's rounds: perf record -g
+    perf record -q -F 4000 --call-graph "${CPU_PERF_CG:-fp}" -p "$pid" -o "$CPU_PERF.$round" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 1
+  fi
+  read -r s0 c0 < <(cpu_ticks "$pid")
+  for ((i = 0; i < CPU_PAR; i++)); do
+    # shellcheck disable=SC2046
+    c "$sock" run -d $(run_opts "$tag") "$IMG" "cpu-$round-$i" sleep 1000 </dev/null \
+      >"$BENCH_DIR/cpu-$tag-$i.out" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  read -r s1 c1 < <(cpu_ticks "$pid")
+  if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  ((failed == 0)) || { cat "$BENCH_DIR"/cpu-"$tag"-*.out >&2; echo "ctr run -d failed on $tag" >&2; exit 1; }
+  cleanup_tasks "$sock" "$tag"
+  echo "$(((s1 - s0) * 1000 / hz)) $(((c1 - c0) * 1000 / hz))"
+}
+cpu_per_container() {
+  local r b=() k=() bc=() kc=() self kids
+  local out
+  for ((r = 0; r < CPU_ROUNDS; r++)); do
+    out=$(cpu_round "$BERTH_SOCK" berth "$BERTHD_PID" "b$r")
+    read -r self kids <<<"$out" && b+=("$self") && bc+=("$kids")
+    out=$(cpu_round "$CTRD_SOCK" ctrd "$CTRD_PID" "c$r")
+    read -r self kids <<<"$out" && k+=("$self") && kc+=("$kids")
+  done
+  local mb mk
+  mb=$(median "${b[@]}") mk=$(median "${k[@]}")
+  printf '%-28s berthd %7s ms   containerd %7s ms   ratio %sx  (rounds: %s | %s; children %s | %s ms)\n' \
+    "daemon CPU, $CPU_PAR x run -d" "$mb" "$mk" "$(ratio "$mb" "$mk")" "${b[*]}" "${k[*]}" \
+    "$(median "${bc[@]}")" "$(median "${kc[@]}")"
+}
+cpu_per_container
+[[ ${TASKS_CPU_ONLY:-} == 1 ]] && { echo "# target: daemon CPU <= 0.5x"; exit 0; }
 
 series runc
 

@@ -189,7 +189,11 @@ Status Daemon::StartTasks() {
 
 Status Daemon::Start() {
   RETURN_IF_ERROR(EnsureDir(cfg_.root, 0700, /*tighten_existing=*/true));
-  RETURN_IF_ERROR(EnsureDir(cfg_.state, 0700, /*tighten_existing=*/true));
+  // The root stays private (CVE-2024-25621). The state dir is 0711, as containerd's: a
+  // user-namespaced container's root (a host uid) must traverse it to reach its bundle's rootfs;
+  // the bundle itself admits only that container's group (Manager::CreateTask), and everything
+  // else below is 0700 or holds 0600 sockets.
+  RETURN_IF_ERROR(EnsureDir(cfg_.state, 0711, /*tighten_existing=*/true));
   RETURN_IF_ERROR(EnsureDir(Dirname(cfg_.address), 0700));
   RETURN_IF_ERROR(ClaimSocket(cfg_.address));
   // Temp mounts a killed daemon left (Diff.Diff / Diff.Apply) go before anything else runs.

@@ -3,12 +3,27 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "common/log.h"
 #include "common/mountinfo.h"
 #include "common/validate.h"
 
 namespace berth::metadata {
+// One SQLite connection and its idle prepared statements (Stmt gives them back). Used by one
+// thread at a time: the writer under write_mu_, a reader while taken from the pool.
+struct Conn {
+  explicit Conn(sqlite3* d) : db(d) {}
+  Conn(const Conn&) = delete;
+  ~Conn() {
+    for (auto& [sql, stmt] : idle) sqlite3_finalize(stmt);
+    sqlite3_close(db);
+  }
+  static constexpr size_t kMaxIdle = 256;  // bounds the cache; the tree has fewer statements
+  sqlite3* db;
+  std::unordered_multimap<std::string, sqlite3_stmt*> idle;
+};
+
 namespace {
 
 // Forward-only migrations; index i moves the schema from version i to i+1. Never edit a
@@ -197,10 +212,11 @@ Result<sqlite3*> OpenConnection(const std::string& path, bool create) {
   return db;
 }
 
-// Runs fn in a transaction on `db`; commits on OK, rolls back otherwise.
-Status RunTx(sqlite3* db, bool writable, const std::function<Status(Tx&)>& fn) {
+// Runs fn in a transaction on `conn`; commits on OK, rolls back otherwise.
+Status RunTx(Conn* conn, bool writable, const std::function<Status(Tx&)>& fn) {
+  sqlite3* db = conn->db;
   RETURN_IF_ERROR(ExecRaw(db, writable ? "BEGIN IMMEDIATE" : "BEGIN"));
-  Tx tx(db, writable);
+  Tx tx(conn, writable);
   Status s;
   try {
     s = fn(tx);
@@ -221,7 +237,14 @@ Status RunTx(sqlite3* db, bool writable, const std::function<Status(Tx&)>& fn) {
 }  // namespace
 
 Stmt::~Stmt() {
-  if (stmt_) sqlite3_finalize(stmt_);
+  if (!stmt_) return;
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  if (conn_->idle.size() < Conn::kMaxIdle) {
+    conn_->idle.emplace(std::move(sql_), stmt_);
+  } else {
+    sqlite3_finalize(stmt_);
+  }
 }
 
 Stmt& Stmt::Bind(int i, std::string_view text) {
@@ -245,7 +268,7 @@ Result<bool> Stmt::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return std::unexpected(SqliteError(db_, rc, "sqlite step"));
+  return std::unexpected(SqliteError(conn_->db, rc, "sqlite step"));
 }
 
 Status Stmt::Exec() {
@@ -268,11 +291,22 @@ void Stmt::Reset() {
   sqlite3_clear_bindings(stmt_);
 }
 
+Tx::Tx(Conn* conn, bool writable) : conn_(conn), db_(conn->db), writable_(writable) {}
+
 Result<Stmt> Tx::Prepare(std::string_view sql) {
+  std::string key(sql);
+  // An idle copy if there is one; a statement still in use (nested loops over the same query)
+  // gets a second one.
+  if (auto it = conn_->idle.find(key); it != conn_->idle.end()) {
+    sqlite3_stmt* stmt = it->second;
+    conn_->idle.erase(it);
+    return Stmt(conn_, std::move(key), stmt);
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) return std::unexpected(SqliteError(db_, rc, "sqlite prepare"));
-  return Stmt(db_, stmt);
+  return Stmt(conn_, std::move(key), stmt);
 }
 
 Status Tx::Exec(std::string_view sql) { return ExecRaw(db_, sql); }
@@ -288,7 +322,7 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   auto writer = OpenConnection(path, true);
   Status check = writer ? Status::Ok() : writer.error();
   if (writer) {
-    db->writer_ = *writer;
+    db->writer_ = std::make_unique<Conn>(*writer);
     check = db->View([](Tx& tx) -> Status {
       ASSIGN_OR_RETURN(Stmt st, tx.Prepare("PRAGMA quick_check"));
       ASSIGN_OR_RETURN(bool row, st.Step());
@@ -307,15 +341,13 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   return db;
 }
 
-Db::~Db() {
-  for (sqlite3* r : readers_) sqlite3_close(r);
-  if (writer_) sqlite3_close(writer_);
-}
+Db::Db() = default;
+Db::~Db() = default;
 
 Status Db::Migrate() {
   std::lock_guard lock(write_mu_);
   int version = 0;
-  RETURN_IF_ERROR(RunTx(writer_, true, [&](Tx& tx) -> Status {
+  RETURN_IF_ERROR(RunTx(writer_.get(), true, [&](Tx& tx) -> Status {
     ASSIGN_OR_RETURN(Stmt st, tx.Prepare("PRAGMA user_version"));
     ASSIGN_OR_RETURN(bool row, st.Step());
     version = row ? static_cast<int>(st.ColumnInt(0)) : 0;
@@ -327,7 +359,7 @@ Status Db::Migrate() {
                               std::to_string(LatestSchemaVersion()) + ")");
   }
   for (int v = version; v < LatestSchemaVersion(); ++v) {
-    Status s = RunTx(writer_, true, [&](Tx& tx) -> Status {
+    Status s = RunTx(writer_.get(), true, [&](Tx& tx) -> Status {
       RETURN_IF_ERROR(tx.Exec(kMigrations[v]));
       return tx.Exec("PRAGMA user_version=" + std::to_string(v + 1));
     });
@@ -341,28 +373,26 @@ Status Db::Migrate() {
 Status Db::Update(const std::function<Status(Tx&)>& fn) {
   std::lock_guard lock(write_mu_);
   // A full disk names the database file and its file system (SQLITE_FULL says neither).
-  return WithFilesystem(RunTx(writer_, true, fn), path_);
+  return WithFilesystem(RunTx(writer_.get(), true, fn), path_);
 }
 
 Status Db::View(const std::function<Status(Tx&)>& fn) const {
-  sqlite3* conn = nullptr;
+  std::unique_ptr<Conn> conn;
   {
     std::lock_guard lock(pool_mu_);
     if (!readers_.empty()) {
-      conn = readers_.back();
+      conn = std::move(readers_.back());
       readers_.pop_back();
     }
   }
   if (!conn) {
-    ASSIGN_OR_RETURN(conn, OpenConnection(path_, false));
+    ASSIGN_OR_RETURN(sqlite3 * db, OpenConnection(path_, false));
+    conn = std::make_unique<Conn>(db);
   }
-  Status s = RunTx(conn, false, fn);
+  Status s = RunTx(conn.get(), false, fn);
   std::lock_guard lock(pool_mu_);
-  if (readers_.size() < 8) {
-    readers_.push_back(conn);
-  } else {
-    sqlite3_close(conn);
-  }
+  // Beyond 8 idle connections the extra one closes (its statements with it).
+  if (readers_.size() < 8) readers_.push_back(std::move(conn));
   return s;
 }
 

@@ -63,9 +63,13 @@ grpc::Status TasksService::Create(grpc::ServerContext* ctx, const tv1::CreateTas
     if (container.spec) o.spec = container.spec->value;
     if (req->has_options()) {
       o.options = tasks::AnyBytes{req->options().type_url(), req->options().value()};
-    } else if (container.runtime_options) {
+    } else if (container.runtime_options && o.runtime != tasks::kRuntimeV1Linux) {
       o.options = tasks::AnyBytes{container.runtime_options->type_url,
                                   container.runtime_options->value};
+    }
+    if (container.runtime_options && o.runtime == tasks::kRuntimeV1Linux) {
+      o.start_options = tasks::AnyBytes{container.runtime_options->type_url,
+                                        container.runtime_options->value};
     }
     o.rootfs.assign(req->rootfs().begin(), req->rootfs().end());
     o.stdin_path = req->stdin();

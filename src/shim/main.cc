@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/fs.h"
+#include "common/unix_socket.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "oci/cgroup.h"
 #include "oci/container.h"
@@ -132,29 +133,20 @@ std::string GroupOf(const std::string& bundle, const std::string& id) {
   return id;
 }
 
-Result<sockaddr_un> UnixAddr(const std::string& path) {
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(sa.sun_path)) {
-    return std::unexpected(InvalidArgument("socket path too long: " + path));
-  }
-  std::memcpy(sa.sun_path, path.data(), path.size());
-  return sa;
-}
-
 bool CanConnect(const std::string& path) {
-  auto sa = UnixAddr(path);
-  if (!sa) return false;
+  auto ua = MakeUnixAddress(path);
+  if (!ua) return false;
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return false;
-  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&*sa), sizeof(*sa)) == 0;
+  return ::connect(fd.get(), ua->addr(), ua->len) == 0;
 }
 
+// Binds `path` whatever its length (common/unix_socket.h): the run dir may be a long state dir.
 Result<UniqueFd> ListenUnix(const std::string& path) {
-  ASSIGN_OR_RETURN(sockaddr_un sa, UnixAddr(path));
+  ASSIGN_OR_RETURN(UnixAddress ua, MakeUnixAddress(path));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return std::unexpected(StatusFromErrno(errno, "socket"));
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+  if (::bind(fd.get(), ua.addr(), ua.len) != 0) {
     return std::unexpected(StatusFromErrno(errno, "bind " + path));
   }
   if (::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), SOMAXCONN) != 0) {
@@ -256,13 +248,6 @@ int Start(const Flags& f, char** argv) {
   std::string sock_dir = *run_dir + "/s";
   std::string sock = sock_dir + "/" + Sha256Hex(f.address + "/" + f.ns + "/" + group);
   std::string address = "unix://" + sock;
-  constexpr size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
-  if (sock.size() > kMaxPath) {
-    Fail("shim socket path " + sock + " is " + std::to_string(sock.size()) + " bytes, over the " +
-         std::to_string(kMaxPath) + " a unix socket allows: use a shorter " + kRunDirEnv +
-         " (at most " + std::to_string(kMaxPath - (sock.size() - run_dir->size())) + " bytes)");
-    return 1;
-  }
 
   // Runtime options on stdin (an Any), kept in options.json for the server's Create.
   RuncOptions opts;
@@ -325,8 +310,10 @@ int Start(const Flags& f, char** argv) {
   if (::pipe2(ready, O_CLOEXEC) != 0) return fail_unlink(std::string("pipe: ") + std::strerror(errno));
   UniqueFd ready_r(ready[0]), ready_w(ready[1]);
 
+  // -socket: the server removes that path when it exits (getsockname would name the
+  // /proc/self/fd route a long path was bound through).
   std::vector<std::string> args = {argv[0], "-namespace", f.ns, "-id", f.id, "-address", f.address,
-                                   "-ready-fd", "4"};
+                                   "-socket", sock, "-ready-fd", "4"};
   if (!f.publish_binary.empty()) {
     args.insert(args.end(), {"-publish-binary", f.publish_binary});
   }
@@ -462,8 +449,8 @@ int Serve(const Flags& f) {
   spdlog::set_level(f.debug ? spdlog::level::debug : spdlog::level::info);
   spdlog::set_pattern("time=\"%Y-%m-%dT%H:%M:%S.%fZ\" level=%l msg=\"%v\"", spdlog::pattern_time_type::utc);
 
-  std::string sock_path;
-  {
+  std::string sock_path = f.socket;
+  if (sock_path.empty()) {
     sockaddr_un sa{};
     socklen_t len = sizeof(sa);
     if (::getsockname(3, reinterpret_cast<sockaddr*>(&sa), &len) == 0 && sa.sun_path[0] != '\0') {

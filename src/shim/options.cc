@@ -29,13 +29,71 @@ Result<std::string> ConfigPathOf(const std::string& value) {
   return path;
 }
 
+// Runtime v1's messages (runtime/linux/runctypes/runc.proto), decoded by hand into `o`: only
+// the fields the runc shim of v1 honoured and we run with. `strings` and `bools` map field
+// numbers to members; uint32 fields go through `uints`.
+Status DecodeFields(const std::string& value, const char* what,
+                    std::initializer_list<std::pair<int, std::string*>> strings,
+                    std::initializer_list<std::pair<int, bool*>> bools,
+                    std::initializer_list<std::pair<int, uint32_t*>> uints) {
+  using WFL = google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(value.data()),
+                                            static_cast<int>(value.size()));
+  while (uint32_t tag = in.ReadTag()) {
+    int field = WFL::GetTagFieldNumber(tag);
+    auto type = WFL::GetTagWireType(tag);
+    bool done = false;
+    for (auto [n, dst] : strings) {
+      if (n == field && type == WFL::WIRETYPE_LENGTH_DELIMITED) {
+        if (!WFL::ReadString(&in, dst)) return InvalidArgument(std::string("invalid ") + what);
+        done = true;
+      }
+    }
+    for (auto [n, dst] : bools) {
+      if (n == field && type == WFL::WIRETYPE_VARINT) {
+        uint64_t v;
+        if (!in.ReadVarint64(&v)) return InvalidArgument(std::string("invalid ") + what);
+        *dst = v != 0;
+        done = true;
+      }
+    }
+    for (auto [n, dst] : uints) {
+      if (n == field && type == WFL::WIRETYPE_VARINT) {
+        uint32_t v;
+        if (!in.ReadVarint32(&v)) return InvalidArgument(std::string("invalid ") + what);
+        *dst = v;
+        done = true;
+      }
+    }
+    if (!done && !WFL::SkipField(&in, tag)) return InvalidArgument(std::string("invalid ") + what);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
-Result<RuncOptions> DecodeOptions(const google::protobuf::Any& any) {
+Result<RuncOptions> DecodeOptions(const google::protobuf::Any& any, const RuncOptions& base) {
   RuncOptions o;
   const std::string& url = any.type_url();
   if (url.empty() && any.value().empty()) return o;
   auto name = url.substr(url.rfind('/') == std::string::npos ? 0 : url.rfind('/') + 1);
+  if (name == "containerd.linux.runc.RuncOptions") {
+    // Runtime v1 (io.containerd.runtime.v1.linux): the container's runtime options.
+    o = base;
+    std::string criu_path;
+    RETURN_IF_ERROR(DecodeFields(any.value(), name.c_str(),
+                                 {{1, &o.binary_name}, {2, &o.root}, {3, &criu_path}},
+                                 {{4, &o.systemd_cgroup}}, {}));
+    return o;
+  }
+  if (name == "containerd.linux.runc.CreateOptions") {
+    // Runtime v1: a task's create options, on top of the container's RuncOptions (`base`).
+    o = base;
+    RETURN_IF_ERROR(DecodeFields(any.value(), name.c_str(), {{9, &o.shim_cgroup}},
+                                 {{1, &o.no_pivot_root}, {8, &o.no_new_keyring}},
+                                 {{10, &o.io_uid}, {11, &o.io_gid}}));
+    return o;
+  }
   if (name == "containerd.runc.v1.Options") {
     containerd::runc::v1::Options p;
     if (!p.ParseFromString(any.value())) {

@@ -24,8 +24,11 @@ struct RuncOptions {
 
 // Decodes an options Any: containerd.runc.v1.Options, or runtimeoptions.v1.Options whose
 // config_path names a JSON file of the same fields (what `ctr run --runtime-config-path`
-// sends for runtimes other than io.containerd.runc.v2). Empty Any → defaults.
-Result<RuncOptions> DecodeOptions(const google::protobuf::Any& any);
+// sends for runtimes other than io.containerd.runc.v2). Empty Any → defaults. Runtime v1's
+// containerd.linux.runc.RuncOptions (runtime → binary_name, runtime_root → root,
+// systemd_cgroup) and containerd.linux.runc.CreateOptions (no_pivot_root, no_new_keyring,
+// shim_cgroup, io_uid, io_gid) change only their own fields of `base`.
+Result<RuncOptions> DecodeOptions(const google::protobuf::Any& any, const RuncOptions& base = {});
 // options.json (the runc shim's field names: binary_name, root, systemd_cgroup, ...).
 std::string OptionsToJson(const RuncOptions& o);
 Result<RuncOptions> OptionsFromJson(const std::string& json);

@@ -359,16 +359,19 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
   };
   std::string bundle = req.bundle();
 
+  // What `start` read from stdin, then Create's own options (runtime v1 sends the container's
+  // RuncOptions to `start` and a task's CreateOptions here; they add up).
   RuncOptions opts;
-  if (!req.options().type_url().empty()) {
-    auto o = DecodeOptions(req.options());
-    if (!o) return fail(o.error());
-    opts = *o;
-    (void)WriteFileReplace(bundle + "/options.json", OptionsToJson(opts), 0600);
-  } else if (auto text = ReadFile(bundle + "/options.json")) {
+  if (auto text = ReadFile(bundle + "/options.json")) {
     auto o = OptionsFromJson(*text);
     if (!o) return fail(o.error());
     opts = *o;
+  }
+  if (!req.options().type_url().empty()) {
+    auto o = DecodeOptions(req.options(), opts);
+    if (!o) return fail(o.error());
+    opts = *o;
+    (void)WriteFileReplace(bundle + "/options.json", OptionsToJson(opts), 0600);
   }
 
   oci::RuntimeOptions ro;

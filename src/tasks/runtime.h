@@ -35,6 +35,9 @@ struct CreateOptions {
   std::string runtime;              // runtime name or absolute shim path
   std::string spec;                 // config.json bytes
   std::optional<AnyBytes> options;  // runtime options (shim stdin and Task.Create options)
+  // Set for runtime v1: `start` gets these (the container's RuncOptions) on stdin and
+  // Task.Create gets `options` (the request's CreateOptions) — containerd's v1 split.
+  std::optional<AnyBytes> start_options;
   std::vector<containerd::types::Mount> rootfs;
   std::string stdin_path, stdout_path, stderr_path;
   bool terminal = false;

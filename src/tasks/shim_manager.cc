@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 #include <google/protobuf/any.pb.h>
+#include <nlohmann/json.hpp>
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -50,6 +51,28 @@ google::protobuf::Timestamp Now() {
   ts.set_seconds(ns / 1000000000);
   ts.set_nanos(static_cast<int>(ns % 1000000000));
   return ts;
+}
+
+// The host gid that container gid 0 maps to (linux.gidMappings), 0 when the spec maps none.
+// A spec that is not JSON maps none here; the runtime reports it when it reads config.json.
+uint32_t RemappedRootGid(const std::string& spec) {
+  // Most specs map nothing: skip parsing them (this runs on every task create).
+  if (spec.find("\"gidMappings\"") == std::string::npos) return 0u;
+  auto j = nlohmann::json::parse(spec, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return 0u;
+  auto linux = j.find("linux");
+  if (linux == j.end() || !linux->is_object()) return 0u;
+  auto maps = linux->find("gidMappings");
+  if (maps == linux->end() || !maps->is_array()) return 0u;
+  for (const auto& m : *maps) {
+    if (!m.is_object()) continue;
+    auto cid = m.find("containerID"), hid = m.find("hostID");
+    if (cid != m.end() && cid->is_number_unsigned() && cid->get<uint64_t>() == 0 &&
+        hid != m.end() && hid->is_number_unsigned() && hid->get<uint64_t>() <= UINT32_MAX) {
+      return static_cast<uint32_t>(hid->get<uint64_t>());
+    }
+  }
+  return 0u;
 }
 
 // The bundle being created: removed unless released.
@@ -409,11 +432,23 @@ Result<std::shared_ptr<Shim>> Manager::CreateTask(const CreateOptions& o) {
   std::string work = cfg_.work_dir + "/" + o.ns + "/" + o.id;
   RETURN_IF_ERROR(EnsureDir(nsdir, 0711));
   RETURN_IF_ERROR(EnsureDir(cfg_.work_dir + "/" + o.ns, 0711));
+  uint32_t remapped_gid = RemappedRootGid(o.spec);
   if (::mkdir(bundle.c_str(), 0700) != 0) {
     if (errno == EEXIST) {
       return std::unexpected(AlreadyExists("bundle " + bundle + ": already exists"));
     }
     return std::unexpected(StatusFromErrno(errno, "mkdir " + bundle));
+  }
+  if (remapped_gid != 0) {
+    // A user-namespaced container's runtime mounts rootfs/ as the container's root (a host id):
+    // its group may traverse the bundle, nobody else may (containerd's bundle_linux.go).
+    if (::chown(bundle.c_str(), static_cast<uid_t>(-1), remapped_gid) != 0 ||
+        ::chmod(bundle.c_str(), 0710) != 0) {
+      Status st = StatusFromErrno(errno, "bundle permissions for gid " +
+                                             std::to_string(remapped_gid) + " on " + bundle);
+      ::rmdir(bundle.c_str());
+      return std::unexpected(st);
+    }
   }
   auto shim = std::make_shared<Shim>();
   shim->ns_ = o.ns;
@@ -461,10 +496,10 @@ Result<std::shared_ptr<Shim>> Manager::CreateTask(const CreateOptions& o) {
   WatchLog(shim, logfd);
 
   std::string stdin_data;
-  if (o.options) {
+  if (const auto& so = o.start_options ? o.start_options : o.options) {
     google::protobuf::Any any;
-    any.set_type_url(o.options->type_url);
-    any.set_value(o.options->value);
+    any.set_type_url(so->type_url);
+    any.set_value(so->value);
     stdin_data = any.SerializeAsString();
   }
   std::vector<std::string> argv = {binary,        "-namespace",       o.ns,
@@ -499,7 +534,11 @@ Result<std::shared_ptr<Shim>> Manager::CreateTask(const CreateOptions& o) {
     creq.mutable_options()->set_value(o.options->value);
   }
   task::CreateTaskResponse cresp;
-  RETURN_IF_ERROR(shim->Call("Create", creq, &cresp));
+  if (Status s = shim->Call("Create", creq, &cresp); !s.ok()) {
+    // containerd's runtime v2 task manager says which step failed; its v1 runtime does not.
+    if (o.runtime == kRuntimeV1Linux) return std::unexpected(s);
+    return std::unexpected(s.Wrap("failed to create shim task"));
+  }
   shim->pid_ = cresp.pid();
   task::ConnectRequest conn;
   conn.set_id(o.id);

@@ -55,10 +55,14 @@ struct ManagerConfig {
   std::map<std::string, std::string> binaries;
 };
 
-// Our shim, and the runtime names it serves unless the config maps them elsewhere.
+// Our shim, and the runtime names it serves unless the config maps them elsewhere. containerd
+// 1.6 still serves runtime v1 (`io.containerd.runtime.v1.linux`, containerd-shim driving runc
+// with containerd.linux.runc.RuncOptions); we serve it through our v2 shim, which reads those
+// options.
 inline constexpr char kOwnShimName[] = "containerd-shim-berth-v2";
+inline constexpr char kRuntimeV1Linux[] = "io.containerd.runtime.v1.linux";
 inline constexpr const char* kOwnShimRuntimes[] = {"io.containerd.runc.v2",
-                                                    "io.containerd.berth.v2"};
+                                                    "io.containerd.berth.v2", kRuntimeV1Linux};
 
 // AnyBytes and CreateOptions: tasks/runtime.h.
 

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "common/fs.h"
+#include "common/unix_socket.h"
 #include "ttrpc/conn.h"
 
 namespace berth::ttrpc {
@@ -164,16 +165,13 @@ namespace {
 Result<UniqueFd> Dial(std::string_view address, std::chrono::milliseconds timeout) {
   std::string path(address);
   if (path.starts_with("unix://")) path.erase(0, 7);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
   if (path.empty() || path[0] == '@' || path[0] == '\0') {
     return Err(Code::kInvalidArgument,
                "ttrpc: dial " + std::string(address) + ": only path sockets are allowed");
   }
-  if (path.size() >= sizeof sa.sun_path) {
-    return Err(Code::kInvalidArgument, "ttrpc: socket path too long: " + path);
-  }
-  std::copy(path.begin(), path.end(), sa.sun_path);
+  // Shim sockets live under the daemon's state dir, whose path may not fit in sun_path.
+  auto ua = MakeUnixAddress(path);
+  if (!ua) return Err(Code::kInvalidArgument, "ttrpc: " + ua.error().message());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return std::unexpected(StatusFromErrno(errno, "socket"));
   // A blocking AF_UNIX connect waits on a full backlog for at most SO_SNDTIMEO.
@@ -183,7 +181,7 @@ Result<UniqueFd> Dial(std::string_view address, std::chrono::milliseconds timeou
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int rc;
   do {
-    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    rc = ::connect(fd.get(), ua->addr(), ua->len);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0 && errno != EISCONN) {
     std::string why =

@@ -39,6 +39,58 @@ TEST_F(DbTest, OpenMigratesToLatest) {
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
+// Statements are cached per connection (issue 12 #13): a reused statement starts with no
+// bindings and from its first row, and the same SQL may be in use twice at once.
+TEST_F(DbTest, CachedStatementsAreResetAndNestable) {
+  auto db = Db::Open(path_);
+  ASSERT_TRUE(db) << db.error().ToString();
+  constexpr char kIns[] = "INSERT INTO settings(key, value) VALUES(?, ?)";
+  constexpr char kSel[] = "SELECT key, value FROM settings WHERE key LIKE 'k%' ORDER BY key";
+  for (int round = 0; round < 3; ++round) {
+    Status s = (*db)->Update([&](Tx& tx) -> Status {
+      ASSIGN_OR_RETURN(Stmt ins, tx.Prepare(kIns));
+      ins.Bind(1, "k" + std::to_string(round)).Bind(2, "v" + std::to_string(round));
+      return ins.Exec();
+    });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  // A statement left mid-iteration goes back reset: the next use sees every row again.
+  for (int round = 0; round < 2; ++round) {
+    Status s = (*db)->View([&](Tx& tx) -> Status {
+      ASSIGN_OR_RETURN(Stmt outer, tx.Prepare(kSel));
+      int outer_rows = 0, inner_rows = 0;
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, outer.Step());
+        if (!row) break;
+        ++outer_rows;
+        ASSIGN_OR_RETURN(Stmt inner, tx.Prepare(kSel));  // the same SQL, nested
+        ASSIGN_OR_RETURN(bool first, inner.Step());
+        EXPECT_TRUE(first);
+        EXPECT_EQ(inner.ColumnText(0), "k0");
+        ++inner_rows;
+      }
+      EXPECT_EQ(outer_rows, 3);
+      EXPECT_EQ(inner_rows, 3);
+      ASSIGN_OR_RETURN(Stmt partial, tx.Prepare(kSel));
+      ASSIGN_OR_RETURN(bool row, partial.Step());
+      EXPECT_TRUE(row);
+      return Status::Ok();
+    });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  // A reused insert has no bindings left over: value stays NULL, which NOT NULL refuses (a
+  // stale binding would have stored the last round's value).
+  Status s = (*db)->Update([&](Tx& tx) -> Status {
+    ASSIGN_OR_RETURN(Stmt ins, tx.Prepare(kIns));
+    ins.Bind(1, "k9");
+    return ins.Exec();
+  });
+  EXPECT_FALSE(s.ok());
+  auto v = (*db)->GetSetting("k9");
+  ASSERT_TRUE(v) << v.error().ToString();
+  EXPECT_FALSE(v->has_value());
+}
+
 TEST_F(DbTest, ReopenKeepsDataAndSettings) {
   {
     auto db = Db::Open(path_);

@@ -66,6 +66,54 @@ TEST(OptionsTest, RuncOptionsAllFields) {
   }
 }
 
+// issue 12 #12: runtime v1's containerd.linux.runc.RuncOptions (the container's) and
+// CreateOptions (a task's), encoded by hand as containerd's runctypes would; each changes only
+// its own fields of the base.
+TEST(OptionsTest, Issue12RuntimeV1Options) {
+  std::string ro;
+  auto str = [&](char tag, const std::string& v) {
+    ro += tag;
+    ro += char(v.size());
+    ro += v;
+  };
+  str(0x0a, "crun");            // runtime
+  str(0x12, "/run/v1-root");    // runtime_root
+  str(0x1a, "/usr/bin/criu");   // criu_path (ignored)
+  ro += "\x20\x01";             // systemd_cgroup
+  google::protobuf::Any any;
+  any.set_type_url("containerd.linux.runc.RuncOptions");
+  any.set_value(ro);
+  RuncOptions base;
+  base.io_uid = 7;
+  auto o = DecodeOptions(any, base);
+  ASSERT_TRUE(o.has_value()) << o.error().ToString();
+  EXPECT_EQ(o->binary_name, "crun");
+  EXPECT_EQ(o->root, "/run/v1-root");
+  EXPECT_TRUE(o->systemd_cgroup);
+  EXPECT_EQ(o->io_uid, 7u);
+
+  std::string co = "\x08\x01";  // no_pivot_root
+  co += "\x40\x01";             // no_new_keyring
+  co += char(0x4a);
+  co += char(4);
+  co += "/shm";                  // shim_cgroup
+  co += "\x50\xe8\x07";         // io_uid 1000
+  co += "\x58\xe9\x07";         // io_gid 1001
+  any.set_type_url("containerd.linux.runc.CreateOptions");
+  any.set_value(co);
+  auto c = DecodeOptions(any, *o);
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->binary_name, "crun");  // kept from the RuncOptions
+  EXPECT_TRUE(c->no_pivot_root);
+  EXPECT_TRUE(c->no_new_keyring);
+  EXPECT_EQ(c->shim_cgroup, "/shm");
+  EXPECT_EQ(c->io_uid, 1000u);
+  EXPECT_EQ(c->io_gid, 1001u);
+
+  any.set_value(std::string("\x0a\x09") + "ab");  // truncated string
+  EXPECT_FALSE(DecodeOptions(any).has_value());
+}
+
 TEST(OptionsTest, BadInput) {
   google::protobuf::Any any;
   any.set_type_url("containerd.runc.v1.Options");
