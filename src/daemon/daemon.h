@@ -30,6 +30,7 @@
 namespace berth::daemon {
 
 class CallCounter;
+class MemoryTrimmer;
 
 class Daemon {
  public:
@@ -71,6 +72,8 @@ class Daemon {
   std::unique_ptr<ttrpc::Server> ttrpc_server_;
   std::unique_ptr<tasks::Manager> tasks_;  // shims; closing it leaves them running
   std::vector<std::unique_ptr<grpc::Service>> services_;
+  // malloc_trim after calls end (outlives server_, whose call counter pokes it).
+  std::unique_ptr<MemoryTrimmer> trimmer_;
   std::unique_ptr<grpc::Server> server_;
   CallCounter* calls_ = nullptr;  // owned by server_
   bool stopped_ = false;
