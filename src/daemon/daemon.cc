@@ -13,11 +13,14 @@
 #include <thread>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <string_view>
 
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/mount.h"
 #include "diff/decompress.h"
+#include "daemon/memory.h"
 #include "daemon/plugins.h"
 #include "gc/gc.h"
 #include "services/basic_services.h"
@@ -70,34 +73,40 @@ void AddSnapshotterExports(std::vector<services::PluginInfo>& plugins,
 }  // namespace
 
 // Counts calls in flight: gRPC creates one interceptor per call and destroys it when the call
-// is done.
+// is done. When the last call in flight ends it pokes the memory trimmer.
 class CallCounter final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
+  explicit CallCounter(std::function<void()> on_idle) : on_idle_(std::move(on_idle)) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     // A Wait lasts as long as its process, a Subscribe as long as its client: not work that
-    // a stop waits for.
-    if (info && (std::string_view(info->method()) == "/containerd.services.tasks.v1.Tasks/Wait" ||
-                 std::string_view(info->method()) ==
-                     "/containerd.services.events.v1.Events/Subscribe")) {
-      return nullptr;
-    }
-    return new Counted(in_flight_);
+    // a stop waits for (but their end may leave memory to return).
+    bool counted =
+        !(info && (std::string_view(info->method()) == "/containerd.services.tasks.v1.Tasks/Wait" ||
+                   std::string_view(info->method()) ==
+                       "/containerd.services.events.v1.Events/Subscribe"));
+    return new Counted(*this, counted);
   }
   int in_flight() const { return in_flight_.load(); }
 
  private:
   class Counted final : public grpc::experimental::Interceptor {
    public:
-    explicit Counted(std::atomic<int>& n) : n_(n) { ++n_; }
-    ~Counted() override { --n_; }
+    Counted(CallCounter& c, bool counted) : c_(c), counted_(counted) {
+      if (counted_) ++c_.in_flight_;
+    }
+    ~Counted() override {
+      if ((!counted_ || --c_.in_flight_ == 0) && c_.on_idle_) c_.on_idle_();
+    }
     void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
       methods->Proceed();
     }
 
    private:
-    std::atomic<int>& n_;
+    CallCounter& c_;
+    bool counted_;
   };
+  std::function<void()> on_idle_;
   std::atomic<int> in_flight_{0};
 };
 
@@ -258,7 +267,10 @@ Status Daemon::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> hooks;
-  auto counter = std::make_unique<CallCounter>();
+  // After a pull, an unpack or a burst of calls, give back what malloc keeps (see memory.h).
+  trimmer_ = std::make_unique<MemoryTrimmer>([this] { return calls_->in_flight() == 0; },
+                                             std::chrono::seconds(1));
+  auto counter = std::make_unique<CallCounter>([t = trimmer_.get()] { t->Poke(); });
   calls_ = counter.get();
   hooks.push_back(std::move(counter));
   builder.experimental().SetInterceptorCreators(std::move(hooks));
@@ -305,6 +317,7 @@ void Daemon::Stop(std::chrono::milliseconds grace) {
   }
   server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
+  trimmer_.reset();  // no call left to poke it; it reads the counter server_ owns
   gc_->Stop();
   // Shims and their containers keep running; the next start reconnects to them.
   tasks_.reset();

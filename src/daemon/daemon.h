@@ -33,6 +33,7 @@
 namespace berth::daemon {
 
 class CallCounter;
+class MemoryTrimmer;
 
 class Daemon {
  public:
@@ -79,6 +80,8 @@ class Daemon {
   std::unique_ptr<tasks::Manager> tasks_;  // shims; closing it leaves them running
   std::unique_ptr<tasks::ShimRuntime> runtime_;  // tasks_ as the Tasks service's Runtime
   std::vector<std::unique_ptr<grpc::Service>> services_;
+  // malloc_trim after calls end (outlives server_, whose call counter pokes it).
+  std::unique_ptr<MemoryTrimmer> trimmer_;
   std::unique_ptr<grpc::Server> server_;
   CallCounter* calls_ = nullptr;  // owned by server_
   bool stopped_ = false;

@@ -10,8 +10,10 @@
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/memory.h"
 
 int main(int argc, char** argv) {
+  berth::daemon::ConfigureMalloc();  // before any thread exists
   CLI::App app{"berthd: a container runtime daemon speaking containerd's API"};
   std::string config_path = berth::daemon::kDefaultConfigPath;
   std::string root, state, address, log_level;

@@ -34,7 +34,7 @@ Result<std::optional<Envelope>> Subscription::Next(std::chrono::milliseconds tim
   std::unique_lock lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || done_; });
   if (!queue_.empty()) {
-    Envelope env = std::move(queue_.front());
+    Envelope env = *queue_.front();
     queue_.pop_front();
     return env;
   }
@@ -42,31 +42,63 @@ Result<std::optional<Envelope>> Subscription::Next(std::chrono::milliseconds tim
   return std::nullopt;
 }
 
-void Subscription::Deliver(const Envelope& env) {
-  if (!filter_.Match([&](std::span<const std::string> fp) { return EnvelopeField(env, fp); })) {
-    return;
-  }
+Result<std::shared_ptr<const Envelope>> Subscription::TryNext() {
   std::lock_guard lock(mu_);
-  if (done_) return;
-  if (queue_.size() >= kMaxQueued) {
-    queue_.clear();
-    done_ = true;
-    closed_ = Status(Code::kResourceExhausted,
-                     "events subscriber fell " + std::to_string(kMaxQueued) +
-                         " events behind and was dropped");
-  } else {
-    queue_.push_back(env);
+  if (!queue_.empty()) {
+    std::shared_ptr<const Envelope> env = std::move(queue_.front());
+    queue_.pop_front();
+    return env;
   }
-  cv_.notify_all();
+  if (done_) return std::unexpected(closed_);
+  armed_ = true;
+  return nullptr;
 }
 
-void Subscription::Close(Status why) {
-  std::lock_guard lock(mu_);
-  if (!done_) {
-    done_ = true;
-    closed_ = std::move(why);
+void Subscription::Deliver(const std::shared_ptr<const Envelope>& env) {
+  if (!filter_.Match([&](std::span<const std::string> fp) { return EnvelopeField(*env, fp); })) {
+    return;
   }
-  cv_.notify_all();
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mu_);
+    if (done_) return;
+    if (queue_.size() >= kMaxQueued) {
+      queue_.clear();
+      queue_.shrink_to_fit();
+      done_ = true;
+      closed_ = Status(Code::kResourceExhausted,
+                       "events subscriber fell " + std::to_string(kMaxQueued) +
+                           " events behind and was dropped");
+    } else {
+      queue_.push_back(env);
+    }
+    cv_.notify_all();
+    if (armed_ && waker_) {
+      armed_ = false;
+      wake = waker_;
+    }
+  }
+  // Outside our lock: the waker typically calls TryNext.
+  if (wake) wake();
+}
+
+void Subscription::Close(Status why, bool wake) {
+  std::function<void()> waker;
+  {
+    std::lock_guard lock(mu_);
+    if (!done_) {
+      done_ = true;
+      closed_ = std::move(why);
+    }
+    cv_.notify_all();
+    if (!wake) {
+      waker_ = nullptr;
+    } else if (armed_ && waker_) {
+      armed_ = false;
+      waker = waker_;
+    }
+  }
+  if (waker) waker();
 }
 
 Exchange::~Exchange() { CloseAll(); }
@@ -74,7 +106,7 @@ Exchange::~Exchange() { CloseAll(); }
 void Exchange::CloseAll() {
   std::lock_guard lock(mu_);
   closed_ = true;
-  for (auto& s : subs_) s->Close(Unavailable("events exchange shut down"));
+  for (auto& s : subs_) s->Close(Unavailable("events exchange shut down"), /*wake=*/true);
 }
 
 Status Exchange::Publish(Envelope env) {
@@ -90,26 +122,33 @@ Status Exchange::Forward(Envelope env) {
   if (Status s = ValidateIdentifier(env.ns); !s.ok()) return s.Wrap("envelope namespace");
   if (Status s = ValidateTopic(env.topic); !s.ok()) return s.Wrap("envelope topic");
   // No check of the event itself: containerd forwards an envelope without one.
+  // One copy, shared by every subscriber's queue.
+  auto shared = std::make_shared<const Envelope>(std::move(env));
   std::lock_guard lock(mu_);
-  for (auto& s : subs_) s->Deliver(env);
+  for (auto& s : subs_) s->Deliver(shared);
   return Status::Ok();
 }
 
-std::shared_ptr<Subscription> Exchange::Subscribe(filters::Filter filter) {
-  auto sub = std::shared_ptr<Subscription>(new Subscription(std::move(filter)));
+std::shared_ptr<Subscription> Exchange::Subscribe(filters::Filter filter,
+                                                  std::function<void()> waker) {
+  auto sub = std::shared_ptr<Subscription>(new Subscription(std::move(filter), std::move(waker)));
   std::lock_guard lock(mu_);
   if (closed_) {
-    sub->Close(Unavailable("events exchange shut down"));
+    sub->Close(Unavailable("events exchange shut down"), /*wake=*/false);
     return sub;
   }
-  subs_.push_back(sub);
+  sub->pos_ = subs_.insert(subs_.end(), sub);
   return sub;
 }
 
 void Exchange::Unsubscribe(const std::shared_ptr<Subscription>& sub) {
-  sub->Close(Status(Code::kCanceled, "unsubscribed"));
+  // Under our lock: every waker call happens under it too, so none is running once we return.
   std::lock_guard lock(mu_);
-  subs_.remove(sub);
+  sub->Close(Status(Code::kCanceled, "unsubscribed"), /*wake=*/false);
+  if (sub->pos_) {
+    subs_.erase(*sub->pos_);
+    sub->pos_.reset();
+  }
 }
 
 }  // namespace berth::events

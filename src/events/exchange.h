@@ -38,6 +38,9 @@ std::optional<std::string> EnvelopeField(const Envelope& env,
 // identifier.
 Status ValidateTopic(const std::string& topic);
 
+// One subscriber's queue. Consumed either by blocking (Next, for in-process readers and
+// tests) or without a thread (TryNext + the waker given to Exchange::Subscribe, for gRPC's
+// callback API: one subscriber costs its queue, not a thread).
 class Subscription {
  public:
   static constexpr size_t kMaxQueued = 8192;
@@ -46,18 +49,29 @@ class Subscription {
   // subscription ended (closed, or dropped for falling behind).
   Result<std::optional<Envelope>> Next(std::chrono::milliseconds timeout);
 
+  // Never blocks: the next event; nullptr when none is queued; an error once the subscription
+  // ended (queued events come first). A nullptr answer arms the waker: it runs once, when the
+  // next event is queued or the subscription ends, and is then disarmed until the next nullptr.
+  Result<std::shared_ptr<const Envelope>> TryNext();
+
  private:
   friend class Exchange;
-  explicit Subscription(filters::Filter filter) : filter_(std::move(filter)) {}
-  void Deliver(const Envelope& env);
-  void Close(Status why);
+  Subscription(filters::Filter filter, std::function<void()> waker)
+      : filter_(std::move(filter)), waker_(std::move(waker)) {}
+  // Both run with the exchange's lock held (so a waker never outlives Unsubscribe).
+  void Deliver(const std::shared_ptr<const Envelope>& env);
+  void Close(Status why, bool wake);
 
   filters::Filter filter_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Envelope> queue_;  // GUARDED_BY(mu_)
-  Status closed_;               // GUARDED_BY(mu_); OK while open
-  bool done_ = false;           // GUARDED_BY(mu_)
+  std::deque<std::shared_ptr<const Envelope>> queue_;  // GUARDED_BY(mu_); shared by all subscribers
+  Status closed_;                                      // GUARDED_BY(mu_); OK while open
+  bool done_ = false;                                  // GUARDED_BY(mu_)
+  std::function<void()> waker_;                        // GUARDED_BY(mu_); cleared by Unsubscribe
+  bool armed_ = false;                                 // GUARDED_BY(mu_)
+  // Where the exchange lists us (guarded by the exchange's lock): O(1) unsubscribe.
+  std::optional<std::list<std::shared_ptr<Subscription>>::iterator> pos_;
 };
 
 class Exchange {
@@ -70,8 +84,14 @@ class Exchange {
   // event may be empty, as containerd allows).
   Status Forward(Envelope env);
 
-  // The subscription stays registered until Unsubscribe (or the exchange dies).
-  std::shared_ptr<Subscription> Subscribe(filters::Filter filter);
+  // The subscription stays registered until Unsubscribe (or the exchange dies). `waker`
+  // (optional) is how a thread-less consumer learns that TryNext has something (see there). It
+  // runs on the publishing thread with the exchange's lock held: it must be quick, must not
+  // block, and must not call back into this Exchange.
+  std::shared_ptr<Subscription> Subscribe(filters::Filter filter,
+                                          std::function<void()> waker = {});
+  // Removes the subscription (its Next/TryNext then report Canceled). Once it returns, the
+  // subscription's waker is not running and never runs again.
   void Unsubscribe(const std::shared_ptr<Subscription>& sub);
 
   // Ends every subscription (their Next returns Unavailable); used when the daemon stops.

@@ -245,34 +245,6 @@ Status ForwardEnvelope(events::Exchange& exchange, const std::string& ns,
   return exchange.Forward(std::move(env));
 }
 
-grpc::Status EventsService::Subscribe(grpc::ServerContext* ctx,
-                                      const cs::events::v1::SubscribeRequest* req,
-                                      grpc::ServerWriter<cs::events::v1::Envelope>* writer) {
-  return Guard("Events.Subscribe", [&] {
-    std::vector<std::string> exprs(req->filters().begin(), req->filters().end());
-    auto filter = filters::ParseAll(exprs);
-    if (!filter) return ToGrpc(filter.error());
-    auto sub = exchange_.Subscribe(std::move(*filter));
-    struct Unsub {
-      berth::events::Exchange& ex;
-      std::shared_ptr<berth::events::Subscription> s;
-      ~Unsub() { ex.Unsubscribe(s); }
-    } unsub{exchange_, sub};
-    while (!ctx->IsCancelled()) {
-      auto next = sub->Next(std::chrono::milliseconds(200));
-      if (!next) return ToGrpc(next.error());
-      if (!next->has_value()) continue;
-      const auto& env = **next;
-      cs::events::v1::Envelope out;
-      *out.mutable_timestamp() = ToTimestamp(env.timestamp_ns);
-      out.set_namespace_(env.ns);
-      out.set_topic(env.topic);
-      out.mutable_event()->set_type_url(env.type_url);
-      out.mutable_event()->set_value(env.payload);
-      if (!writer->Write(out)) break;  // client gone
-    }
-    return grpc::Status::OK;
-  });
-}
+// EventsService::Subscribe: services/events_subscribe.cc.
 
 }  // namespace berth::services

@@ -77,15 +77,18 @@ class NamespacesService final : public cs::namespaces::v1::Namespaces::Service {
   events::Exchange& exchange_;
 };
 
-class EventsService final : public cs::events::v1::Events::Service {
+// Subscribe is gRPC's callback API (a ServerWriteReactor, services/events_subscribe.cc): a
+// subscriber holds no thread, only its queue in the exchange and its gRPC stream.
+class EventsService final
+    : public cs::events::v1::Events::WithCallbackMethod_Subscribe<cs::events::v1::Events::Service> {
  public:
   explicit EventsService(events::Exchange& exchange) : exchange_(exchange) {}
   grpc::Status Publish(grpc::ServerContext*, const cs::events::v1::PublishRequest*,
                        google::protobuf::Empty*) override;
   grpc::Status Forward(grpc::ServerContext*, const cs::events::v1::ForwardRequest*,
                        google::protobuf::Empty*) override;
-  grpc::Status Subscribe(grpc::ServerContext*, const cs::events::v1::SubscribeRequest*,
-                         grpc::ServerWriter<cs::events::v1::Envelope>*) override;
+  grpc::ServerWriteReactor<cs::events::v1::Envelope>* Subscribe(
+      grpc::CallbackServerContext*, const cs::events::v1::SubscribeRequest*) override;
 
  private:
   events::Exchange& exchange_;

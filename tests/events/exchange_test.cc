@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
+#include <vector>
 
 namespace berth::events {
 namespace {
@@ -124,6 +126,120 @@ TEST(ExchangeTest, UnsubscribedGetsNothing) {
   ex.Unsubscribe(sub);
   ASSERT_TRUE(ex.Publish(Make("ns", "/t")).ok());
   EXPECT_FALSE(sub->Next(milliseconds(10)));
+}
+
+
+// The thread-less path the gRPC Subscribe uses: TryNext never blocks, and an empty answer arms
+// the waker, which runs once for the next event.
+TEST(ExchangeTest, TryNextArmsTheWakerOnce) {
+  Exchange ex;
+  std::atomic<int> wakes{0};
+  auto sub = ex.Subscribe(filters::Filter(), [&] { ++wakes; });
+  ASSERT_TRUE(ex.Publish(Make("ns", "/a")).ok());
+  EXPECT_EQ(wakes, 0);  // not armed yet: the consumer has not asked
+  auto a = sub->TryNext();
+  ASSERT_TRUE(a && *a);
+  EXPECT_EQ((*a)->topic, "/a");
+  auto empty = sub->TryNext();
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(*empty, nullptr);
+  ASSERT_TRUE(ex.Publish(Make("ns", "/b")).ok());
+  ASSERT_TRUE(ex.Publish(Make("ns", "/c")).ok());
+  EXPECT_EQ(wakes, 1);  // one wake for the empty → non-empty transition
+  auto b = sub->TryNext();
+  auto c = sub->TryNext();
+  ASSERT_TRUE(b && *b && c && *c);
+  EXPECT_EQ((*b)->topic, "/b");
+  EXPECT_EQ((*c)->topic, "/c");
+  ASSERT_TRUE(sub->TryNext());  // re-arms
+  ex.CloseAll();
+  EXPECT_EQ(wakes, 2);  // the end wakes an armed consumer too
+  auto end = sub->TryNext();
+  ASSERT_FALSE(end);
+  EXPECT_EQ(end.error().code(), Code::kUnavailable);
+  ex.Unsubscribe(sub);
+}
+
+// Many subscribers, one of them never reading: the readers get every event in order, the slow
+// one is dropped with ResourceExhausted and its queue freed. A full queue means its consumer
+// is busy (it arms the waker only when empty), so the drop is seen at its next TryNext.
+TEST(ExchangeTest, ManySubscribersSlowOnesDropped) {
+  Exchange ex;
+  constexpr int kReaders = 1000;
+  // `slow` sees both topics, so it passes kMaxQueued; `filtered_out` sees half and stays.
+  constexpr size_t kEvents = Subscription::kMaxQueued / 2 + 10;
+  struct Reader {
+    std::shared_ptr<Subscription> sub;
+    size_t got = 0;
+    bool in_order = true;
+  };
+  std::vector<Reader> readers(kReaders);
+  auto f = filters::Parse("topic==\"/t\"");
+  ASSERT_TRUE(f);
+  for (auto& r : readers) r.sub = ex.Subscribe(*f, [] {});
+  std::atomic<int> slow_wakes{0};
+  auto slow = ex.Subscribe(filters::Filter(), [&] { ++slow_wakes; });
+  ASSERT_TRUE(slow->TryNext());  // armed, then never reads again
+  auto filtered_out = ex.Subscribe(*f, [] {});
+  for (size_t i = 0; i < kEvents; ++i) {
+    Envelope e = Make("ns", "/t");
+    e.payload = std::to_string(i);
+    ASSERT_TRUE(ex.Publish(std::move(e)).ok());
+    ASSERT_TRUE(ex.Publish(Make("ns", "/other")).ok());  // matches only `slow`
+    // The readers drain as they go (as gRPC writes complete).
+    for (auto& r : readers) {
+      while (true) {
+        auto n = r.sub->TryNext();
+        ASSERT_TRUE(n);
+        if (!*n) break;
+        r.in_order = r.in_order && (*n)->payload == std::to_string(r.got);
+        ++r.got;
+      }
+    }
+  }
+  for (auto& r : readers) {
+    EXPECT_EQ(r.got, kEvents);
+    EXPECT_TRUE(r.in_order);
+  }
+  EXPECT_EQ(slow_wakes, 1);  // the first event only
+  auto dropped = slow->TryNext();
+  ASSERT_FALSE(dropped);
+  EXPECT_EQ(dropped.error().code(), Code::kResourceExhausted);
+  // A filtered subscriber is not charged for what it never matched.
+  size_t queued = 0;
+  while (true) {
+    auto n = filtered_out->TryNext();
+    ASSERT_TRUE(n);
+    if (!*n) break;
+    ++queued;
+  }
+  EXPECT_EQ(queued, kEvents);
+  for (auto& r : readers) ex.Unsubscribe(r.sub);
+  ex.Unsubscribe(slow);
+  ex.Unsubscribe(filtered_out);
+}
+
+// Unsubscribe waits out a waker that is running, and no waker runs after it: the gRPC reactor
+// deletes itself right after Unsubscribe.
+TEST(ExchangeTest, NoWakerRunsAfterUnsubscribe) {
+  Exchange ex;
+  for (int round = 0; round < 200; ++round) {
+    auto alive = std::make_shared<std::atomic<bool>>(true);
+    std::atomic<bool> late{false};
+    std::shared_ptr<Subscription> sub;
+    sub = ex.Subscribe(filters::Filter(), [&, alive] {
+      if (!alive->load()) late = true;
+      (void)sub->TryNext();  // re-arm, as a consumer does
+    });
+    ASSERT_TRUE(sub->TryNext());
+    std::thread pub([&] {
+      for (int i = 0; i < 50; ++i) (void)ex.Publish(Make("ns", "/t"));
+    });
+    ex.Unsubscribe(sub);
+    alive->store(false);
+    pub.join();
+    EXPECT_FALSE(late) << "round " << round;
+  }
 }
 
 }  // namespace
