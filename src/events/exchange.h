@@ -17,6 +17,7 @@
 
 #include "common/filters.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace berth::events {
 
@@ -55,9 +56,9 @@ class Subscription {
   filters::Filter filter_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Envelope> queue_;  // GUARDED_BY(mu_)
-  Status closed_;               // GUARDED_BY(mu_); OK while open
-  bool done_ = false;           // GUARDED_BY(mu_)
+  std::deque<Envelope> queue_ GUARDED_BY(mu_);
+  Status closed_ GUARDED_BY(mu_);  // OK while open
+  bool done_ GUARDED_BY(mu_) = false;
 };
 
 class Exchange {
@@ -80,8 +81,8 @@ class Exchange {
 
  private:
   std::mutex mu_;
-  std::list<std::shared_ptr<Subscription>> subs_;  // GUARDED_BY(mu_)
-  bool closed_ = false;                            // GUARDED_BY(mu_)
+  std::list<std::shared_ptr<Subscription>> subs_ GUARDED_BY(mu_);
+  bool closed_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace berth::events

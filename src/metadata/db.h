@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -106,10 +107,10 @@ class Db {
   std::string path_;
   int schema_version_ = 0;
   std::mutex write_mu_;
-  sqlite3* writer_ = nullptr;  // GUARDED_BY(write_mu_)
+  sqlite3* writer_ GUARDED_BY(write_mu_) = nullptr;
   std::shared_mutex gc_mu_;
   mutable std::mutex pool_mu_;
-  mutable std::vector<sqlite3*> readers_;  // idle reader connections, GUARDED_BY(pool_mu_)
+  mutable std::vector<sqlite3*> readers_ GUARDED_BY(pool_mu_);  // idle reader connections
 };
 
 }  // namespace berth::metadata

@@ -9,6 +9,7 @@
 
 #include "metadata/namespaces.h"
 #include "metadata/object_labels.h"
+#include "../common/wait.h"
 
 namespace berth::gc {
 namespace {
@@ -190,10 +191,7 @@ TEST_F(GcTest, SyncTriggerRunsAPassWithTheBackgroundLoop) {
   // Asynchronous triggers coalesce and still run.
   AddContent("ns", "sha256:b");
   gc_->Trigger(false);
-  for (int i = 0; i < 100 && !Content("ns").empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_TRUE(Content("ns").empty());
+  EXPECT_TRUE(berth::testing::WaitFor([&] { return Content("ns").empty(); }));
   gc_->Stop();
 }
 

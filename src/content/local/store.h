@@ -30,6 +30,7 @@
 #include <string>
 
 #include "common/fs.h"
+#include "common/thread_annotations.h"
 #include "content/content.h"
 
 namespace berth::content {
@@ -76,7 +77,7 @@ class LocalStore final : public Store {
   UniqueFd ingest_fd_;  // <root>/ingest
   int lock_attempts_ = 10;
   std::mutex mu_;
-  std::map<std::string, int64_t> locks_;  // ref → unix nanos locked since, GUARDED_BY(mu_)
+  std::map<std::string, int64_t> locks_ GUARDED_BY(mu_);  // ref → unix nanos locked since
 };
 
 }  // namespace berth::content
