@@ -71,8 +71,11 @@ void FilterTarget(const std::string& input) {
   std::istringstream in(input);
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   auto all = filters::ParseAll(lines);
-  if (!all) ASSERT_EQ(all.error().code(), Code::kInvalidArgument);
-  else (void)all->Match(FakeField);
+  if (!all) {
+    ASSERT_EQ(all.error().code(), Code::kInvalidArgument);
+  } else {
+    (void)all->Match(FakeField);
+  }
 }
 
 TEST(Fuzz, FilterParser) {
