@@ -36,7 +36,7 @@ for e in json.load(open(db)):
             continue
         if a == f:
             continue
-        keep.append(a)
+        keep.append("-std=c++2b" if a == "-std=c++23" else a)  # clang 16 spells it c++2b
     cmd = [clang, "-fsyntax-only", "-stdlib=libc++", "-D_LIBCPP_ENABLE_THREAD_SAFETY_ANNOTATIONS",
            "-Wthread-safety", "-Werror=thread-safety", "-Wno-unknown-warning-option",
            "-Wno-unused-command-line-argument"] + keep + [f]

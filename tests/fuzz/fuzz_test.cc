@@ -177,9 +177,13 @@ void ReferenceTarget(const std::string& input) {
   std::string_view digest = at == std::string_view::npos ? in : in.substr(at + 1);
 
   Status common = ValidateDigest(digest);
-  if (!common.ok()) ASSERT_EQ(common.code(), Code::kInvalidArgument);
+  if (!common.ok()) {
+    ASSERT_EQ(common.code(), Code::kInvalidArgument);
+  }
   Status sha = content::ValidateDigest(digest);
-  if (!sha.ok()) ASSERT_EQ(sha.code(), Code::kInvalidArgument);
+  if (!sha.ok()) {
+    ASSERT_EQ(sha.code(), Code::kInvalidArgument);
+  }
   auto hex = content::DigestHex(digest);
   ASSERT_EQ(hex.has_value(), sha.ok());
   if (sha.ok()) {
@@ -210,7 +214,9 @@ void ReferenceTarget(const std::string& input) {
   size_t eq = name.find('=');
   Status label = eq == std::string_view::npos ? ValidateLabel(name, "")
                                               : ValidateLabel(name.substr(0, eq), name.substr(eq + 1));
-  if (!label.ok()) ASSERT_EQ(label.code(), Code::kInvalidArgument);
+  if (!label.ok()) {
+    ASSERT_EQ(label.code(), Code::kInvalidArgument);
+  }
   (void)Quote(name);
 }
 
