@@ -250,7 +250,7 @@ class ApplyJail {
     if (::mkdtemp(tmpl) == nullptr) std::abort();
     tmp_ = tmpl;
     // "../../x" from the root lands in tmp_/a, "../outside" next to the sentinel.
-    fs::create_directories(tmp_ / "a" / "b");
+    fs::create_directories(Root());  // exists whenever the listing is taken
     fs::create_directories(tmp_ / "outside" / "etc");
     std::ofstream(tmp_ / "outside" / "sentinel") << "do not touch\n";
     std::ofstream(tmp_ / "outside" / "etc" / "passwd") << "host passwd\n";
