@@ -11,15 +11,17 @@
 #include <cstring>
 #include <future>
 
+#include "common/thread_annotations.h"
+
 namespace berth {
 
 namespace internal {
 
 struct PostQueue {
   std::mutex mu;
-  std::vector<std::function<void()>> items;  // GUARDED_BY(mu)
-  bool closed = false;                       // GUARDED_BY(mu); the loop is gone
-  bool running = false;                      // GUARDED_BY(mu); a thread is inside Run()
+  std::vector<std::function<void()>> items GUARDED_BY(mu);
+  bool closed GUARDED_BY(mu) = false;  // the loop is gone
+  bool running GUARDED_BY(mu) = false;  // a thread is inside Run()
   UniqueFd wake;                             // eventfd, lives as long as any Poster
   std::atomic<std::thread::id> owner{};      // the thread inside Run(), if any
 

@@ -16,8 +16,8 @@ namespace {
 
 // A Unicode code point, or one of the negative pseudo-runes below.
 using Rune = int32_t;
-constexpr Rune kEof = -1;
-constexpr Rune kIllegal = -2;  // NUL, invalid UTF-8, or U+FFFD (see Lexer::Read)
+constexpr Rune kEofRune = -1;
+constexpr Rune kIllegalRune = -2;  // NUL, invalid UTF-8, or U+FFFD (see Lexer::Read)
 constexpr Rune kRuneError = 0xFFFD;
 constexpr Rune kMaxRune = 0x10FFFF;
 
@@ -291,8 +291,8 @@ class Lexer {
     while (IsSpace(r)) r = Read();
     size_t pos = start_;
     auto text = [&] { return input_.substr(pos, next_ - pos); };
-    if (r == kEof) return {TokenKind::kEof, pos, {}};
-    if (r == kIllegal) return {TokenKind::kIllegal, pos, {}};
+    if (r == kEofRune) return {TokenKind::kEof, pos, {}};
+    if (r == kIllegalRune) return {TokenKind::kIllegal, pos, {}};
     if (IsQuoteRune(r)) {
       // Unlike the other tokens, a quoted one leaves the "value expected" state alone.
       bool legal = SkipQuoted(r);
@@ -327,11 +327,11 @@ class Lexer {
 
  private:
   Rune Read() {
-    if (start_ >= input_.size()) return kEof;
+    if (start_ >= input_.size()) return kEofRune;
     start_ = next_;
     auto [r, width] = DecodeRune(input_, next_);
     next_ += width;
-    if (width == 0) return kEof;
+    if (width == 0) return kEofRune;
     // Go compares the decoded rune with utf8.RuneError, so a well-formed U+FFFD is illegal too.
     if (r == kRuneError) return Fail("rune error");
     if (r == 0) return Fail("unexpected null");
@@ -340,7 +340,7 @@ class Lexer {
 
   Rune Fail(std::string_view message) {
     SetError(message);
-    return kIllegal;
+    return kIllegalRune;
   }
 
   void SetError(std::string_view message) {
@@ -531,7 +531,7 @@ class Parser {
       ASSIGN_OR_RETURN(Selector selector, ParseSelector());
       selectors.push_back(std::move(selector));
       Rune r = lexer_.Peek();
-      if (r == kEof) return selectors;
+      if (r == kEofRune) return selectors;
       // Peek doesn't skip spaces, so even trailing whitespace after a value is an error.
       if (r != ',') return Error(lexer_.next_offset(), "unexpected input: " + RuneString(r));
       lexer_.Scan();  // the ','
@@ -544,7 +544,7 @@ class Parser {
     Selector selector;
     ASSIGN_OR_RETURN(selector.fieldpath, ParseFieldPath());
     Rune r = lexer_.Peek();
-    if (r == ',' || r == kEof) return selector;  // presence test
+    if (r == ',' || r == kEofRune) return selector;  // presence test
     ASSIGN_OR_RETURN(selector.op, ParseOperator());
     ASSIGN_OR_RETURN(selector.value, ParseValue(selector.op == Op::kMatches));
     if (selector.op == Op::kMatches) selector.regex = CompileRegex(selector.value);

@@ -17,6 +17,7 @@
 
 #include "common/filters.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace berth::events {
 
@@ -65,11 +66,11 @@ class Subscription {
   filters::Filter filter_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::shared_ptr<const Envelope>> queue_;  // GUARDED_BY(mu_); shared by all subscribers
-  Status closed_;                                      // GUARDED_BY(mu_); OK while open
-  bool done_ = false;                                  // GUARDED_BY(mu_)
-  std::function<void()> waker_;                        // GUARDED_BY(mu_); cleared by Unsubscribe
-  bool armed_ = false;                                 // GUARDED_BY(mu_)
+  std::deque<std::shared_ptr<const Envelope>> queue_ GUARDED_BY(mu_);  // shared by all subscribers
+  Status closed_ GUARDED_BY(mu_);                                      // OK while open
+  bool done_ GUARDED_BY(mu_) = false;
+  std::function<void()> waker_ GUARDED_BY(mu_);  // cleared by Unsubscribe
+  bool armed_ GUARDED_BY(mu_) = false;
   // Where the exchange lists us (guarded by the exchange's lock): O(1) unsubscribe.
   std::optional<std::list<std::shared_ptr<Subscription>>::iterator> pos_;
 };
@@ -101,8 +102,8 @@ class Exchange {
 
  private:
   std::mutex mu_;
-  std::list<std::shared_ptr<Subscription>> subs_;  // GUARDED_BY(mu_)
-  bool closed_ = false;                            // GUARDED_BY(mu_)
+  std::list<std::shared_ptr<Subscription>> subs_ GUARDED_BY(mu_);
+  bool closed_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace berth::events

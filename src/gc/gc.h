@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "metadata/gc.h"
 #include "metadata/gc_trigger.h"
 
@@ -50,10 +51,10 @@ class Collector : public metadata::GcTrigger {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool requested_ = false;  // GUARDED_BY(mu_)
-  bool stopping_ = false;   // GUARDED_BY(mu_)
-  int64_t started_ = 0;     // passes started, GUARDED_BY(mu_)
-  int64_t finished_ = 0;    // passes finished, GUARDED_BY(mu_)
+  bool requested_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  int64_t started_ GUARDED_BY(mu_) = 0;  // passes started
+  int64_t finished_ GUARDED_BY(mu_) = 0;  // passes finished
   std::thread thread_;
 };
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -120,11 +121,10 @@ class Db {
   std::string path_;
   int schema_version_ = 0;
   std::mutex write_mu_;
-  std::unique_ptr<Conn> writer_;  // GUARDED_BY(write_mu_)
+  std::unique_ptr<Conn> writer_ GUARDED_BY(write_mu_);
   std::shared_mutex gc_mu_;
   mutable std::mutex pool_mu_;
-  // Idle reader connections, GUARDED_BY(pool_mu_).
-  mutable std::vector<std::unique_ptr<Conn>> readers_;
+  mutable std::vector<std::unique_ptr<Conn>> readers_ GUARDED_BY(pool_mu_);  // idle readers
 };
 
 }  // namespace berth::metadata

@@ -58,7 +58,7 @@ struct Container::Process {
   std::string process_json;  // execs only
 
   std::mutex op_mu;               // serialises runtime calls and io access for this process
-  std::unique_ptr<ProcessIo> io;  // GUARDED_BY(op_mu)
+  std::unique_ptr<ProcessIo> io GUARDED_BY(op_mu);
 
   std::mutex mu;  // state below; taken briefly, also by the exit callback on the loop thread
   std::condition_variable cv;

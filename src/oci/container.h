@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "oci/cgroup.h"
 #include "oci/event_loop.h"
 #include "oci/oci_runtime.h"
@@ -169,7 +170,7 @@ class Container {
 
   std::mutex mu_;
   std::shared_ptr<Process> init_;
-  std::map<std::string, std::shared_ptr<Process>> execs_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::shared_ptr<Process>> execs_ GUARDED_BY(mu_);
 };
 
 }  // namespace berth::oci

@@ -40,6 +40,7 @@
 
 #include "common/fs.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "oci/event_loop.h"
 #include "oci/oci_runtime.h"
 #include "oci/reaper.h"
@@ -141,7 +142,7 @@ class ProcessIo {
   // with short piped input, which then never sends CloseIO) must still give the process EOF.
   UniqueFd stdin_closer_;
   std::string stdin_path_;
-  bool stdin_closed_ = false;  // CloseIO came; GUARDED_BY(mu_)
+  bool stdin_closed_ GUARDED_BY(mu_) = false;  // CloseIO came
   std::shared_ptr<UniqueFd> out_dst_, err_dst_;    // FIFO write ends or the log file
   std::shared_ptr<UniqueFd> out_keep_, err_keep_;  // read ends keeping the FIFOs alive
   // Process side: [0] our end, [1] the process's end (stdin: [0] = write, [1] = read).
@@ -151,9 +152,9 @@ class ProcessIo {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  int outputs_running_ = 0;                   // GUARDED_BY(mu_)
+  int outputs_running_ GUARDED_BY(mu_) = 0;
   std::vector<std::shared_ptr<Pump>> pumps_;  // loop thread
-  bool closed_ = false;                       // GUARDED_BY(mu_)
+  bool closed_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace berth::oci

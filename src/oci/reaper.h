@@ -41,6 +41,7 @@
 
 #include "common/fs.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "oci/event_loop.h"
 
 namespace berth::oci {
@@ -77,8 +78,8 @@ class ExitWaiter {
   EventLoop* const loop_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  std::optional<Exit> exit_;                                 // GUARDED_BY(mu_)
-  std::vector<std::function<void(const Exit&)>> callbacks_;  // GUARDED_BY(mu_)
+  std::optional<Exit> exit_ GUARDED_BY(mu_);
+  std::vector<std::function<void(const Exit&)>> callbacks_ GUARDED_BY(mu_);
 };
 
 // What a child gets. Nothing is inherited implicitly: fds not listed in `fds` are closed or
@@ -151,13 +152,13 @@ class Reaper {
   EventLoop::HandlerId timer_handler_ = 0;
 
   std::mutex mu_;  // held around fork+register and around waitpid
-  std::unordered_map<pid_t, std::shared_ptr<ExitWaiter>> spawned_;  // GUARDED_BY(mu_)
-  std::unordered_map<pid_t, std::shared_ptr<ExitWaiter>> watched_;  // GUARDED_BY(mu_)
-  std::unordered_map<pid_t, Exit> unclaimed_;                       // GUARDED_BY(mu_)
-  std::deque<pid_t> unclaimed_order_;                               // GUARDED_BY(mu_)
-  bool sweeping_ = false;                                           // GUARDED_BY(mu_)
-  std::map<uint64_t, Subscriber> subscribers_;                      // GUARDED_BY(mu_)
-  uint64_t next_subscriber_ = 1;                                    // GUARDED_BY(mu_)
+  std::unordered_map<pid_t, std::shared_ptr<ExitWaiter>> spawned_ GUARDED_BY(mu_);
+  std::unordered_map<pid_t, std::shared_ptr<ExitWaiter>> watched_ GUARDED_BY(mu_);
+  std::unordered_map<pid_t, Exit> unclaimed_ GUARDED_BY(mu_);
+  std::deque<pid_t> unclaimed_order_ GUARDED_BY(mu_);
+  bool sweeping_ GUARDED_BY(mu_) = false;
+  std::map<uint64_t, Subscriber> subscribers_ GUARDED_BY(mu_);
+  uint64_t next_subscriber_ GUARDED_BY(mu_) = 1;
 };
 
 // Running a program to completion and collecting its output: what every runtime CLI call is.

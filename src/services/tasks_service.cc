@@ -6,6 +6,7 @@
 
 #include "common/filters.h"
 #include "common/log.h"
+#include "common/thread_annotations.h"
 #include "services/grpc_util.h"
 
 namespace berth::services {
@@ -328,8 +329,8 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
  private:
   struct State {
     std::mutex mu;
-    bool finished = false;  // GUARDED_BY(mu)
-    uint64_t token = 0;     // GUARDED_BY(mu); the shim waiter, once registered
+    bool finished GUARDED_BY(mu) = false;
+    uint64_t token GUARDED_BY(mu) = 0;  // the shim waiter, once registered
     grpc::ServerUnaryReactor* reactor = nullptr;
     tv1::WaitResponse* resp = nullptr;
 

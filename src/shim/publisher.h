@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "ttrpc/client.h"
 #include "ttrpc/event_loop.h"
 
@@ -49,7 +50,7 @@ class Publisher {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::string> queue_;  // serialized ForwardRequests; GUARDED_BY(mu_)
+  std::deque<std::string> queue_ GUARDED_BY(mu_);  // serialized ForwardRequests
   // Loop thread only.
   std::unique_ptr<ttrpc::Client> client_;
   bool in_flight_ = false;

@@ -219,14 +219,15 @@ struct TaskService::Entry {
   std::string bundle;
   bool rootfs_mounted = false;
   oci::StdioSpec stdio;
-  // Wait callers per exec id ("" = init). GUARDED_BY(TaskService::mu_)
-  std::map<std::string, std::vector<ttrpc::TypedResponder<task::WaitResponse>>> waiters;
+  // Wait callers per exec id ("" = init).
+  std::map<std::string, std::vector<ttrpc::TypedResponder<task::WaitResponse>>> waiters
+      GUARDED_BY(TaskService::mu_);
   // Exec ids ("" = init) whose Start is running, and exits seen meanwhile: their /tasks/exit
   // is held back until Start has published /tasks/start (containerd's shim holds eventSendMu
   // across Start for the same reason). dockerd drops an init exit that arrives before it knows
-  // the pid, and `docker run` then hangs. GUARDED_BY(TaskService::mu_)
-  std::set<std::string> starting;
-  std::map<std::string, oci::Exit> held_exits;
+  // the pid, and `docker run` then hangs.
+  std::set<std::string> starting GUARDED_BY(TaskService::mu_);
+  std::map<std::string, oci::Exit> held_exits GUARDED_BY(TaskService::mu_);
 };
 
 TaskService::TaskService(oci::RuntimeEnv* env, ttrpc::EventLoop& loop, ttrpc::Server& server,

@@ -19,6 +19,7 @@
 
 #include <google/protobuf/empty.pb.h>
 
+#include "common/thread_annotations.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "oci/container.h"
 #include "shim/publisher.h"
@@ -44,10 +45,10 @@ class WorkerPool {
   std::mutex mu_;
   std::condition_variable cv_;       // jobs or stop
   std::condition_variable exited_;   // a thread exited
-  std::deque<std::function<void()>> jobs_;  // GUARDED_BY(mu_)
-  bool stop_ = false;                       // GUARDED_BY(mu_)
-  int live_ = 0;                            // GUARDED_BY(mu_)
-  int waiting_ = 0;                         // threads waiting for a job; GUARDED_BY(mu_)
+  std::deque<std::function<void()>> jobs_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
+  int live_ GUARDED_BY(mu_) = 0;
+  int waiting_ GUARDED_BY(mu_) = 0;  // threads waiting for a job
 };
 
 struct ShimConfig {
@@ -106,7 +107,7 @@ class TaskService {
   std::function<void()> on_shutdown_;
 
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Entry>> containers_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::shared_ptr<Entry>> containers_ GUARDED_BY(mu_);
   // Last: destroyed (joined) first, so no job runs on a half-destroyed service.
   WorkerPool pool_{3, std::chrono::seconds(1)};
 };

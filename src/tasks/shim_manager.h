@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "events/exchange.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "tasks/runtime.h"
@@ -102,9 +103,9 @@ class Shim : public Task, public std::enable_shared_from_this<Shim> {
   std::atomic<bool> deleting_{false};  // Delete in progress: a disconnect is expected
 
   std::mutex wait_mu_;
-  uint64_t next_waiter_ = 1;                                       // GUARDED_BY(wait_mu_)
-  std::map<std::string, std::map<uint64_t, WaitDone>> waits_;      // GUARDED_BY(wait_mu_)
-  std::map<uint64_t, std::string> waiter_exec_;                    // GUARDED_BY(wait_mu_)
+  uint64_t next_waiter_ GUARDED_BY(wait_mu_) = 1;
+  std::map<std::string, std::map<uint64_t, WaitDone>> waits_ GUARDED_BY(wait_mu_);
+  std::map<uint64_t, std::string> waiter_exec_ GUARDED_BY(wait_mu_);
 };
 
 class Manager {
@@ -165,9 +166,9 @@ class Manager {
   events::Exchange& exchange_;
   std::unique_ptr<ttrpc::LoopThread> loop_;
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<Shim>> tasks_;  // GUARDED_BY(mu_)
-  std::map<std::string, std::string> resolved_;                                 // GUARDED_BY(mu_)
-  std::vector<std::thread> cleanups_;                                           // GUARDED_BY(mu_)
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<Shim>> tasks_ GUARDED_BY(mu_);
+  std::map<std::string, std::string> resolved_ GUARDED_BY(mu_);
+  std::vector<std::thread> cleanups_ GUARDED_BY(mu_);
   std::atomic<bool> stopping_{false};
 };
 

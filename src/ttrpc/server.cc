@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "ttrpc/conn.h"
 
 namespace berth::ttrpc {
@@ -29,9 +30,9 @@ namespace internal {
 struct CallState {
   std::atomic<bool> done{false};  // answered or cancelled; whoever flips it owns the outcome
   std::mutex mu;
-  std::function<void(const Status&)> on_cancel;  // GUARDED_BY(mu)
-  std::optional<Status> cancelled;               // GUARDED_BY(mu)
-  bool answered = false;                         // GUARDED_BY(mu)
+  std::function<void(const Status&)> on_cancel GUARDED_BY(mu);
+  std::optional<Status> cancelled GUARDED_BY(mu);
+  bool answered GUARDED_BY(mu) = false;
   Poster poster;
   std::weak_ptr<ServerCore> server;
   uint64_t conn_id = 0;
@@ -103,7 +104,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 
   mutable std::mutex handlers_mu_;
   std::map<std::string, std::map<std::string, AsyncHandler, std::less<>>, std::less<>>
-      services_;  // GUARDED_BY(handlers_mu_)
+      services_ GUARDED_BY(handlers_mu_);
 
   // Loop thread only from here on.
   uint64_t next_id_ = 1;

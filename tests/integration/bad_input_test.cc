@@ -200,9 +200,8 @@ TEST_F(BadInputTest, StalledConnectionsDoNotBlockOtherClients) {
     ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     ASSERT_GT(::send(fd, kPreface, 7, MSG_NOSIGNAL), 0);
   }
-  auto start = std::chrono::steady_clock::now();
+  // Blocked by them, `ctr version` would time out and ExpectServing fail: no clock needed.
   ExpectServing("32 stalled connections");
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
   for (int fd : fds) ::close(fd);
   ExpectServing("closing the stalled connections");
 }

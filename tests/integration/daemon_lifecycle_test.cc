@@ -148,9 +148,7 @@ TEST_F(DaemonLifecycleTest, NonSocketAtAddressIsRefusedAndLeftIntact) {
 
 TEST_F(DaemonLifecycleTest, SigtermExitsZeroAndRemovesSocket) {
   ASSERT_TRUE(S_ISSOCK(ModeOf(socket_)));
-  auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(StopDaemon(), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_EQ(StopDaemon(), 0);  // fails if berthd is still running 15 s after SIGTERM
   EXPECT_FALSE(Exists(socket_)) << "socket left behind after SIGTERM";
   std::string log = Slurp(log_path_);
   EXPECT_THAT(log, HasSubstr("received SIGTERM"));
@@ -196,9 +194,11 @@ TEST_F(DaemonLifecycleTest, SigtermWithOpenEventStreamStopsPromptly) {
   }
   ASSERT_THAT(Slurp(events_out), HasSubstr("/namespaces/update"));
 
+  // The failure this guards against is the stream holding shutdown for the whole grace period
+  // (Daemon::Stop's 10 s); that, not how fast a loaded machine stops, is the deadline.
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(StopDaemon(), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
   EXPECT_FALSE(Exists(socket_));
   // The stream was ended by the server, so the client exits on its own.
   int status = 0;

@@ -16,6 +16,7 @@
 
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "ttrpc/client.h"
+#include "../common/wait.h"
 
 extern char** environ;
 
@@ -230,11 +231,8 @@ TEST_F(ShimMainTest, StartServesUnderRunDirReusesAndShutsDown) {
   Status ss = (*c)->Call("containerd.task.v2.Task", "Shutdown", sreq, &empty);
   EXPECT_TRUE(ss.ok()) << ss.ToString();
   c->reset();
-  bool gone = false;
-  for (int i = 0; i < 100 && !gone; ++i) {
-    gone = ::kill(shim_pid, 0) != 0 && !fs::exists(sock);
-    if (!gone) std::this_thread::sleep_for(50ms);
-  }
+  bool gone = berth::testing::WaitFor(
+      [&] { return ::kill(shim_pid, 0) != 0 && !fs::exists(sock); });
   EXPECT_TRUE(gone) << "shim " << shim_pid << " still running or socket left";
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/fs.h"
 #include "ttrpc/protocol.h"
+#include "../common/wait.h"
 
 namespace berth::ttrpc::testing {
 
@@ -102,10 +103,5 @@ bool WaitFor(Pred pred, std::chrono::milliseconds timeout = 5s);
 
 template <typename Pred>
 bool berth::ttrpc::testing::WaitFor(Pred pred, std::chrono::milliseconds timeout) {
-  auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
+  return berth::testing::WaitFor(pred, timeout);
 }

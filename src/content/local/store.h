@@ -32,6 +32,7 @@
 #include "common/clock.h"
 #include "common/env.h"
 #include "common/fs.h"
+#include "common/thread_annotations.h"
 #include "content/content.h"
 
 namespace berth::content {
@@ -87,7 +88,7 @@ class LocalStore final : public Store, public Sweeper {
   UniqueFd ingest_fd_;  // <root>/ingest
   int lock_attempts_ = 10;
   std::mutex mu_;
-  std::map<std::string, int64_t> locks_;  // ref → unix nanos locked since, GUARDED_BY(mu_)
+  std::map<std::string, int64_t> locks_ GUARDED_BY(mu_);  // ref → unix nanos locked since
 };
 
 }  // namespace berth::content
