@@ -24,6 +24,10 @@
 
 namespace berth::tasks {
 
+// containerd 1.6's runtime v1 name: its container options (containerd.linux.runc.RuncOptions)
+// go to the shim's start and the request's options to Task.Create (see CreateOptions).
+inline constexpr char kRuntimeV1Linux[] = "io.containerd.runtime.v1.linux";
+
 struct AnyBytes {
   std::string type_url;
   std::string value;

@@ -61,7 +61,6 @@ struct ManagerConfig {
 // with containerd.linux.runc.RuncOptions); we serve it through our v2 shim, which reads those
 // options.
 inline constexpr char kOwnShimName[] = "containerd-shim-berth-v2";
-inline constexpr char kRuntimeV1Linux[] = "io.containerd.runtime.v1.linux";
 inline constexpr const char* kOwnShimRuntimes[] = {"io.containerd.runc.v2",
                                                     "io.containerd.berth.v2", kRuntimeV1Linux};
 
