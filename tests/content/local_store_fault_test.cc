@@ -260,6 +260,27 @@ TEST_F(LocalStoreFaultTest, CrashAfterEveryOperation) {
   std::printf("content: %d crash points\n", total + 1);
 }
 
+// Ingest and commit times come from the injected WallClock.
+TEST(LocalStoreClockTest, TimesComeFromTheClock) {
+  TempDir dir;
+  FakeWallClock clock(1'600'000'000'123'456'789);
+  auto store = LocalStore::Open(dir.path(), Env::Default(), clock);
+  ASSERT_TRUE(store.has_value());
+  auto w = (*store)->OpenWriter("r", 3);
+  ASSERT_TRUE(w.has_value());
+  clock.Advance(5'000'000'000);
+  ASSERT_TRUE((*w)->Write("abc").ok());
+  auto st = (*w)->Status();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->started_at, 1'600'000'000'123'456'789);
+  EXPECT_EQ(st->updated_at, 1'600'000'005'123'456'789);
+  clock.Advance(1'000'000'000);
+  ASSERT_TRUE((*w)->Commit(3, DigestOf("abc"), {}).ok());
+  auto info = (*store)->Info(DigestOf("abc"));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->committed_at, 1'600'000'006'123'456'789);  // the blob's mtime
+}
+
 // The on-disk store alone, without the metadata layer's Sync before Commit: Commit itself must
 // make the blob durable (data, then its name).
 TEST_F(LocalStoreFaultTest, CrashDuringBareCommit) {
