@@ -100,7 +100,7 @@ class DeepTreeTest : public DaemonTest {
 };
 
 TEST_F(DeepTreeTest, LayerWhitingOutA20000LevelTreeIsAnErrorNotACrash) {
-  RunResult py = Run({"/usr/bin/python3", "-c", kDeepLayerPy}, "", 300);
+  RunResult py = berth::testing::Run({"/usr/bin/python3", "-c", kDeepLayerPy}, "", 300);
   ASSERT_EQ(py.exit_code, 0) << py.err;
   const std::string& blob = py.out;
   EXPECT_LT(blob.size(), 2u << 20) << "a small layer";
@@ -144,7 +144,7 @@ TEST_F(DeepTreeTest, SnapshotsDiffOfAn11000LevelTreeIsAnErrorNotACrash) {
     RunResult mounts = Ctr({"snapshots", "mounts", target, "deep"});
     ASSERT_EQ(mounts.exit_code, 0) << mounts.err;
     for (const std::string& line : Lines(mounts.out)) {
-      RunResult r = Run(Cells(line));
+      RunResult r = berth::testing::Run(Cells(line));
       ASSERT_EQ(r.exit_code, 0) << line << ": " << r.err;
     }
     // What `mkdir -p a/a/...; mv` in a container makes: deeper than any path can name.
