@@ -142,6 +142,8 @@ Status ClaimSocket(const std::string& path) {
   return Status::Ok();
 }
 
+Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {}
+
 Daemon::~Daemon() { Stop(std::chrono::milliseconds(0)); }
 
 // Snapshotters `native` and `overlayfs` under <root>/snapshots/<name>. Each backend's dirs are

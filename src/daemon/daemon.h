@@ -37,7 +37,7 @@ class MemoryTrimmer;
 
 class Daemon {
  public:
-  explicit Daemon(Config cfg) : cfg_(std::move(cfg)) {}
+  explicit Daemon(Config cfg);  // out of line: members of incomplete types
   ~Daemon();
 
   // Prepares directories and the store, claims the socket and starts serving.

@@ -39,7 +39,9 @@ class NoSpaceTest : public DaemonTest {
     ASSERT_TRUE(StartDaemon());
   }
   void TearDown() override {
-    if (daemon_pid_ >= 0) EXPECT_EQ(StopDaemon(), 0);
+    if (daemon_pid_ >= 0) {
+      EXPECT_EQ(StopDaemon(), 0);
+    }
     if (mounted_) ::umount2(small_.c_str(), MNT_DETACH);
     DaemonTest::TearDown();
   }
@@ -84,7 +86,7 @@ TEST_F(NoSpaceTest, ContentWriteIsResourceExhaustedNamingTheFilesystem) {
 
   // ctr sees the same message. (ctr 1.6's errdefs has no ResourceExhausted class, so it
   // prints its own "unknown" suffix after the message; the code on the wire is checked above.)
-  RunResult r = Run({"/usr/bin/ctr", "--address", socket_, "content", "ingest", "ctr-too-big"}, big, 60);
+  RunResult r = testing::Run({"/usr/bin/ctr", "--address", socket_, "content", "ingest", "ctr-too-big"}, big, 60);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("(filesystem " + small_ + ")"), std::string::npos) << r.err;
 
