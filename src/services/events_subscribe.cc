@@ -79,8 +79,12 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<Envelope> {
           *out_.mutable_timestamp() = ToTimestamp(env.timestamp_ns);
           out_.set_namespace_(env.ns);
           out_.set_topic(env.topic);
-          out_.mutable_event()->set_type_url(env.type_url);
-          out_.mutable_event()->set_value(env.payload);
+          // A forwarded envelope without an event goes out without one, as containerd's
+          // does (an empty Any makes `ctr events` warn that it cannot unmarshal it).
+          if (!env.type_url.empty() || !env.payload.empty()) {
+            out_.mutable_event()->set_type_url(env.type_url);
+            out_.mutable_event()->set_value(env.payload);
+          }
           writing_ = true;
         } else {
           end = ToGrpc(next.error());

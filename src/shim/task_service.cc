@@ -382,6 +382,14 @@ Result<task::CreateTaskResponse> TaskService::Create(const task::CreateTaskReque
   ro.probe_version = false;  // one runtime start less per container
   ro.log_path = bundle + "/log.json";
   auto rt = oci::CliRuntime::Create(env_->reaper(), ro, env_->cgroups());
+  if (!rt && rt.error().code() == Code::kNotFound) {
+    // What containerd's shims (go-runc) answer when the runtime binary is missing: the exec
+    // fails before runc could write its log.
+    return fail(Status(Code::kUnknown,
+                       "OCI runtime create failed: unable to retrieve OCI runtime error (open " +
+                           ro.log_path + ": no such file or directory): exec: \"" + ro.binary +
+                           "\": executable file not found in $PATH"));
+  }
   if (!rt) return fail(rt.error());
   (void)WriteFileReplace(bundle + "/runtime", opts.binary_name, 0600);
 

@@ -535,6 +535,9 @@ Result<std::shared_ptr<Shim>> Manager::CreateTask(const CreateOptions& o) {
   }
   task::CreateTaskResponse cresp;
   if (Status s = shim->Call("Create", creq, &cresp); !s.ok()) {
+    // containerd reads a shim's error back into its error classes; one of no known class keeps
+    // the class name, so its message ends in ": unknown" (errdefs.FromGRPC).
+    if (s.code() == Code::kUnknown) s = Status(Code::kUnknown, s.message() + ": unknown");
     // containerd's runtime v2 task manager says which step failed; its v1 runtime does not.
     if (o.runtime == kRuntimeV1Linux) return std::unexpected(s);
     return std::unexpected(s.Wrap("failed to create shim task"));

@@ -83,9 +83,11 @@ TEST(ExchangeTest, PublishValidates) {
   EXPECT_EQ(ex.Publish(Make("", "/a")).code(), Code::kInvalidArgument);
   EXPECT_EQ(ex.Publish(Make("bad ns", "/a")).code(), Code::kInvalidArgument);
   EXPECT_EQ(ex.Publish(Make("ns", "a")).code(), Code::kInvalidArgument);
+  // The event itself is not the exchange's to check: containerd forwards envelopes without
+  // one (issue 12 item 11); Events.Publish checks its request in the service.
   Envelope no_event = Make("ns", "/a");
   no_event.type_url.clear();
-  EXPECT_EQ(ex.Publish(no_event).code(), Code::kInvalidArgument);
+  EXPECT_TRUE(ex.Publish(no_event).ok());
 }
 
 TEST(ExchangeTest, SlowSubscriberIsDroppedNotBuffered) {

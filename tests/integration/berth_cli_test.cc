@@ -357,7 +357,8 @@ TEST_F(BerthCliTest, InfoShowsDaemonDirsRuntimesAndStores) {
   EXPECT_NE(r.out.find("  Root:      " + root_ + "\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("  State:     " + state_ + "\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Runtimes:\n"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("Snapshotters:\n  native\n    root: " + root_ + "/snapshots/native\n"),
+  EXPECT_NE(r.out.find("Snapshotters:\n  native\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("    removal_pending: 0\n    root: " + root_ + "/snapshots/native\n"),
             std::string::npos)
       << r.out;
   for (const auto& [id, exports] : snapshotters) {

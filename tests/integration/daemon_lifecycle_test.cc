@@ -211,9 +211,11 @@ TEST_F(DaemonLifecycleTest, SigtermWithOpenEventStreamStopsPromptly) {
   if (got == events_pid) reaper.pid = -1;
 }
 
+// The state dir is 0711 as containerd's: a user-namespaced container's remapped root must pass
+// through it to its bundle (issue 12 item 10); what is inside stays private.
 TEST_F(DaemonLifecycleTest, DirectoryAndSocketModes) {
   EXPECT_EQ(ModeOf(root_), S_IFDIR | 0700);
-  EXPECT_EQ(ModeOf(state_), S_IFDIR | 0700);
+  EXPECT_EQ(ModeOf(state_), S_IFDIR | 0711);
   EXPECT_EQ(ModeOf(socket_), S_IFSOCK | 0660);
 
   // Existing directories that are too open are tightened at start.
@@ -222,7 +224,7 @@ TEST_F(DaemonLifecycleTest, DirectoryAndSocketModes) {
   ASSERT_EQ(::chmod(state_.c_str(), 0777), 0);
   ASSERT_TRUE(StartDaemon());
   EXPECT_EQ(ModeOf(root_), S_IFDIR | 0700);
-  EXPECT_EQ(ModeOf(state_), S_IFDIR | 0700);
+  EXPECT_EQ(ModeOf(state_), S_IFDIR | 0711);
   EXPECT_EQ(ModeOf(socket_), S_IFSOCK | 0660);
 }
 

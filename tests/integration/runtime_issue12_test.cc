@@ -55,11 +55,11 @@ TEST_F(RuntimeIssue12Test, Issue12ShimSocketUnderLongStateDir) {
   socket_ = tmp_ + "/berthd.sock";  // the gRPC socket itself must stay short, as containerd's
   ASSERT_TRUE(StartDaemon());
 
-  RunResult r = CtrRun({"--rm"}, "short-lived", {"echo", "hello from a long state dir"});
+  RunResult r = CtrRun({"--rm"}, "short-lived", {"/bin/echo", "hello from a long state dir"});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, "hello from a long state dir\n");
 
-  r = CtrRun({"-d"}, "detached", {"sleep", "1000"});
+  r = CtrRun({"-d"}, "detached", {"/bin/sleep", "1000"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   ASSERT_TRUE(WaitStatus("detached", "RUNNING"));
   std::string address =
@@ -151,7 +151,7 @@ TEST_F(RuntimeIssue12Test, Issue12UserNamespacedContainerWritesRootfs) {
 
 // A container without mappings keeps a private bundle.
 TEST_F(RuntimeIssue12Test, Issue12BundleStaysPrivateWithoutUserNamespace) {
-  RunResult r = CtrRun({"-d"}, "plain", {"sleep", "1000"});
+  RunResult r = CtrRun({"-d"}, "plain", {"/bin/sleep", "1000"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   ASSERT_TRUE(WaitStatus("plain", "RUNNING"));
   EXPECT_EQ(Mode(state_ + "/io.containerd.runtime.v2.task/" + ns_ + "/plain"), 0700u);
@@ -183,7 +183,7 @@ std::string RuncOptionsV1(const std::string& runtime, const std::string& root) {
 grpc::Status CreateV1Task(const std::string& socket, const std::string& ns,
                           const std::string& rootfs, const std::string& id,
                           const std::string& options) {
-  RunResult r = CtrAt(socket, {"containers", "create", "--rootfs", rootfs, id + "-tmpl", "true"}, ns);
+  RunResult r = CtrAt(socket, {"containers", "create", "--rootfs", rootfs, id + "-tmpl", "/bin/true"}, ns);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   auto ch = grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials());
   auto containers = cv1::Containers::NewStub(ch);
@@ -225,7 +225,7 @@ grpc::Status CreateV1Task(const std::string& socket, const std::string& ns,
 // #12: runtime v1 runs containers through our shim with the container's RuncOptions.
 TEST_F(RuntimeIssue12Test, Issue12RuntimeV1Runs) {
   RunResult r = Ctr({"run", "--rm", "--runtime", "io.containerd.runtime.v1.linux", "--fifo-dir",
-                     tmp_ + "/fifo", "--rootfs", rootfs_, "v1-default", "echo", "v1 says hi"},
+                     tmp_ + "/fifo", "--rootfs", rootfs_, "v1-default", "/bin/echo", "v1 says hi"},
                     ns_);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, "v1 says hi\n");
@@ -236,7 +236,7 @@ TEST_F(RuntimeIssue12Test, Issue12RuntimeV1Runs) {
       CreateV1Task(socket_, ns_, rootfs_, "v1-opts", RuncOptionsV1("runc", v1_root));
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_TRUE(fs::exists(v1_root + "/" + ns_ + "/v1-opts")) << "runtime_root not used";
-  r = Ctr({"tasks", "delete", "v1-opts"}, ns_);
+  r = Ctr({"tasks", "delete", "-f", "v1-opts"}, ns_);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   Ctr({"containers", "rm", "v1-opts"}, ns_);
 }
