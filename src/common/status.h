@@ -98,10 +98,13 @@ Status ToStatus(const Result<T>& r) {
 
 // Returns the Status of `expr` (a Status or a Result) from the current function if not OK.
 // Works in functions returning Status or Result<T> (Status converts via std::unexpected).
-#define RETURN_IF_ERROR(expr)                                               \
-  do {                                                                      \
-    ::berth::Status _berth_st = ::berth::internal::ToStatus((expr));        \
-    if (!_berth_st.ok()) return ::std::unexpected(std::move(_berth_st));    \
+// Each expansion names its own variable, so nested uses (a RETURN_IF_ERROR inside a lambda
+// inside another's argument) shadow nothing.
+#define RETURN_IF_ERROR(expr) RETURN_IF_ERROR_IMPL(BERTH_CONCAT(_berth_st_, __COUNTER__), expr)
+#define RETURN_IF_ERROR_IMPL(st, expr)                              \
+  do {                                                              \
+    ::berth::Status st = ::berth::internal::ToStatus((expr));       \
+    if (!st.ok()) return ::std::unexpected(std::move(st));          \
   } while (0)
 
 // ASSIGN_OR_RETURN(auto x, ResultExpr()): binds the value or returns the error.

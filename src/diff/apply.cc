@@ -28,6 +28,10 @@
 namespace berth::diff {
 namespace {
 
+// A tar's uid/gid as the kernel's 32-bit id: truncated exactly as containerd's Go Lchown passes
+// it (a layer can name uid 0 outright, so this grants nothing the format does not).
+uid_t TarId(la_int64_t id) { return static_cast<uid_t>(id); }
+
 class Fd {
  public:
   Fd() = default;
@@ -369,7 +373,8 @@ Status Extractor::Whiteout(const std::vector<std::string>& comps, const std::str
 
 Status Extractor::SetMeta(int parent, const std::string& name, archive_entry* e, bool is_link) {
   const char* n = name.c_str();
-  if (::fchownat(parent, n, archive_entry_uid(e), archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fchownat(parent, n, TarId(archive_entry_uid(e)), TarId(archive_entry_gid(e)),
+                 AT_SYMLINK_NOFOLLOW) != 0) {
     return StatusFromErrno(errno, "lchown " + name);
   }
   if (!is_link) {
@@ -423,7 +428,7 @@ Status Extractor::Entry(archive* a, archive_entry* e) {
   if (base.size() > NAME_MAX) return InvalidArgument("tar entry name component too long");
   std::string rel = Join(comps, comps.size());
   if (base.starts_with(".wh.")) {
-    return Whiteout(comps, base, archive_entry_uid(e), archive_entry_gid(e));
+    return Whiteout(comps, base, TarId(archive_entry_uid(e)), TarId(archive_entry_gid(e)));
   }
   auto pfd = Parent(comps, comps.size() - 1);
   if (!pfd) return pfd.error();
@@ -519,7 +524,8 @@ Status Extractor::Entry(archive* a, archive_entry* e) {
       mode_t m = (type == AE_IFCHR ? S_IFCHR : type == AE_IFBLK ? S_IFBLK : S_IFIFO) |
                  (archive_entry_mode(e) & 0777);
       dev_t dev = type == AE_IFIFO ? 0
-                                   : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
+                                   : makedev(static_cast<unsigned>(archive_entry_rdevmajor(e)),
+                                             static_cast<unsigned>(archive_entry_rdevminor(e)));
       if (::mknodat(p, n, m, dev) != 0) return StatusFromErrno(errno, "mknod " + rel);
       break;
     }

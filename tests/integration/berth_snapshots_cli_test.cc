@@ -151,9 +151,9 @@ class BerthSnapshotsCliTest : public DaemonTest {
     DaemonTest::TearDown();
   }
 
-  RunResult Snap(const std::string& sn, std::vector<std::string> args, bool json = false) {
+  RunResult Snap(const std::string& sn, std::vector<std::string> args, bool as_json = false) {
     args.insert(args.begin(), {"snapshots", "--snapshotter", sn});
-    if (json) args.insert(args.begin(), {"--format", "json"});
+    if (as_json) args.insert(args.begin(), {"--format", "json"});
     return Berth(args);
   }
   RunResult CtrSnap(const std::string& sn, std::vector<std::string> args) {

@@ -395,7 +395,7 @@ TEST_P(SideBySideTreeTest, UnpackedTreesAreIdentical) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Snapshotters, SideBySideTreeTest, ::testing::Values("overlayfs", "native"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& param_info) { return param_info.param; });
 
 // ---------------------------------------------------------------------------------------------
 

@@ -261,7 +261,7 @@ TEST_P(UnpackCrashTest, KillDuringApplyThenRepull) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Snapshotters, UnpackCrashTest, ::testing::Values("overlayfs", "native"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& param_info) { return param_info.param; });
 
 }  // namespace
 }  // namespace berth::testing

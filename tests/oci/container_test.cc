@@ -372,7 +372,7 @@ TEST_P(OciContainer, RuntimeErrorsCarryTheRuntimeMessage) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Runtimes, OciContainer, ::testing::Values("runc", "crun"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& param_info) { return param_info.param; });
 
 // crun on this host's hybrid layout: plain crun refuses, with a clear message and no hang;
 // the private-mount-namespace fix makes it work (the tests above).

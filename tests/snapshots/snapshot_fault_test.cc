@@ -208,7 +208,7 @@ TEST_P(SnapshotFaultTest, CrashAfterEveryOperation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SnapshotFaultTest, ::testing::Values("overlayfs", "native"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& param_info) { return param_info.param; });
 
 }  // namespace
 }  // namespace berth::snapshots
