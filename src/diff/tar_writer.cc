@@ -26,6 +26,7 @@ std::string ToAscii(std::string_view s) {
 
 // Copies as much of `s` as fits; NUL-terminated when shorter than the field.
 void PutString(char* field, size_t width, std::string_view s) {
+  if (s.empty()) return;  // an empty view may carry a null data() that memcpy must not see
   std::memcpy(field, s.data(), std::min(width, s.size()));
 }
 
