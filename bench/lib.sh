@@ -60,3 +60,20 @@ TOML
 
 # now_ms: wall clock in milliseconds.
 now_ms() { date +%s%3N; }
+
+# ctr against one daemon's socket in the benchmark namespace ($NS).
+c() { local sock=$1; shift; ctr --address "$sock" --namespace "$NS" "$@"; }
+
+# Kills, waits for and deletes every task, then removes every container, on one daemon.
+cleanup_tasks() {  # sock
+  local id
+  for id in $(c "$1" tasks ls -q 2>/dev/null); do c "$1" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
+  for id in $(c "$1" tasks ls -q 2>/dev/null); do
+    for _ in $(seq 50); do
+      c "$1" tasks ls 2>/dev/null | awk -v i="$id" '$1==i{print $3}' | grep -q STOPPED && break
+      sleep 0.1
+    done
+    c "$1" tasks delete -f "$id" >/dev/null 2>&1 || true
+  done
+  for id in $(c "$1" containers ls -q 2>/dev/null); do c "$1" containers rm "$id" >/dev/null 2>&1 || true; done
+}

@@ -36,7 +36,6 @@ source "$HERE/lib.sh"
 [[ -z ${SUBS// /} || -x $SUBSCRIBERS ]] || { echo "build bench_subscribers first (ninja -C build bench_subscribers)" >&2; exit 1; }
 
 NS=bench
-c() { local sock=$1; shift; ctr --address "$sock" --namespace "$NS" "$@"; }
 run_opts() { echo "--fifo-dir $BENCH_DIR/fifo-$1 --runc-root $BENCH_DIR/runc-$1"; }
 kib() { awk -v f="$2:" '$1==f{print $2; found=1} END{if(!found) print 0}' "/proc/$1/status" 2>/dev/null || echo 0; }
 ratio() { awk -v b="$1" -v c="$2" 'BEGIN{ if (c == 0) print "n/a"; else printf "%.2f", b/c}'; }
@@ -54,18 +53,6 @@ rss_row() {  # label → prints the VmRSS row of both daemons (and RssAnon); set
     "$(kib "$BERTHD_PID" RssAnon)" "$(kib "$CTRD_PID" RssAnon)"
 }
 
-cleanup_tasks() {  # sock
-  local id
-  for id in $(c "$1" tasks ls -q 2>/dev/null); do c "$1" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
-  for id in $(c "$1" tasks ls -q 2>/dev/null); do
-    for _ in $(seq 50); do
-      c "$1" tasks ls 2>/dev/null | awk -v i="$id" '$1==i{print $3}' | grep -q STOPPED && break
-      sleep 0.1
-    done
-    c "$1" tasks delete -f "$id" >/dev/null 2>&1 || true
-  done
-  for id in $(c "$1" containers ls -q 2>/dev/null); do c "$1" containers rm "$id" >/dev/null 2>&1 || true; done
-}
 
 finish() {
   cleanup_tasks "$BERTH_SOCK" || true

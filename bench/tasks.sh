@@ -59,7 +59,6 @@ mk_image() {
 }
 
 NS=bench
-c() { local sock=$1; shift; ctr --address "$sock" --namespace "$NS" "$@"; }
 # Per daemon: its own runc/crun state root and FIFO dir under the temp dir.
 run_opts() { echo "--fifo-dir $BENCH_DIR/fifo-$1 --runc-root $BENCH_DIR/runc-$1"; }
 
@@ -102,18 +101,6 @@ shim_pids() {  # sock → pids of the shims of our running tasks (parents of the
   done | sort -u
 }
 
-cleanup_tasks() {  # sock tag
-  local id
-  for id in $(c "$1" tasks ls -q 2>/dev/null); do c "$1" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
-  for id in $(c "$1" tasks ls -q 2>/dev/null); do
-    for _ in $(seq 50); do
-      c "$1" tasks ls 2>/dev/null | awk -v i="$id" '$1==i{print $3}' | grep -q STOPPED && break
-      sleep 0.1
-    done
-    c "$1" tasks delete -f "$id" >/dev/null 2>&1 || true
-  done
-  for id in $(c "$1" containers ls -q 2>/dev/null); do c "$1" containers rm "$id" >/dev/null 2>&1 || true; done
-}
 
 finish() {
   cleanup_tasks "$BERTH_SOCK" berth || true
