@@ -97,15 +97,4 @@ std::optional<std::string> MessageField(const google::protobuf::Message& m,
 void PublishEvent(events::Exchange& exchange, const std::string& ns, const std::string& topic,
                   const google::protobuf::Message& event);
 
-// Guard for a body that answers grpc::Status itself. Only Events.Subscribe still uses it (its
-// subscriber model is being replaced separately); new handlers use Handle.
-template <typename F>
-grpc::Status Guard(const char* method, F&& body) {
-  try {
-    return body();
-  } catch (const std::exception& e) {
-    return ToGrpc(Internal(std::string(method) + ": " + e.what()));
-  }
-}
-
 }  // namespace berth::services
